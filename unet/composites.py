@@ -1,0 +1,341 @@
+"""A composite data set that can be built here: clip-art cut-outs pasted onto real photographs.
+
+No public segmentation benchmark can be downloaded on the machines this project is built on, so the bundled model
+learns from composites whose masks are exact by construction:
+
+- foreground: the public-domain cut-outs of Debian's `openclipart-png` (their transparency is the mask);
+- background: the photographs of PyPI's `mvtb-data` (MIT licence), minus its synthetic test patterns.
+
+Train, validation and test are disjoint by cut-out file and by background photo (near-duplicate photos such as a
+stereo pair or a sequence form one group and land in one split). The split is deterministic from a seed.
+
+    python -m unet.composites --out data/composites
+
+writes the prepared cut-outs and backgrounds of every split, plus fixed `val/` and `test/` sets as `images/` (JPEG)
+and `masks/` (PNG, 0 = background, 1 = foreground). Training composes new train images on the fly
+(`CompositeDataset`), so it never sees the same picture twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageEnhance
+from torch.utils.data import Dataset
+
+from unet.preprocessing import image_to_tensor
+
+log = logging.getLogger(__name__)
+
+CLIPART_ROOT = Path("/usr/share/openclipart/png")
+SPLITS = ("train", "val", "test")
+SPLIT_FRACTIONS = {"val": 0.1, "test": 0.15}  # the rest is train
+
+# mvtb-data also ships test patterns, drawings and tiny crops: not photographs, so not backgrounds.
+NOT_PHOTOS = {
+    "5points", "adelson", "apriltag12", "arucoboard", "eg-morph1", "eg-morph2", "fisheye_target", "lena",
+    "multiblobs", "multiblobs_edgecase", "scale-space", "segmentation", "shark1", "shark2", "shark2a", "sharks",
+    "tags", "wally", "wheres-wally", "yellowtargets", "monalisa",
+}  # fmt: skip
+
+MAX_SOURCE_PIXELS = 4_000_000  # a few cut-outs are up to 623 MP; PIL refuses them as decompression bombs
+CUTOUT_MAX_SIDE = 320
+BACKGROUND_MAX_SIDE = 1024
+MIN_CUTOUT_SIDE = 32
+MIN_FILL = 0.15  # share of the cut-out's box covered by its mask; below it is line art made of hairlines
+
+
+@dataclass(frozen=True)
+class CompositeRecipe:
+    """How one composite is drawn: objects a picture, their size, pose and colour."""
+
+    max_objects: int = 3
+    object_size: tuple[float, float] = (0.3, 0.8)  # longer side of an object, as a share of the canvas' shorter side
+    max_rotation: float = 25.0  # degrees
+    min_visible: float = 0.75  # share of an object's box that stays inside the canvas
+    background_zoom: tuple[float, float] = (0.35, 1.0)  # crop of the photo, as a share of its largest crop
+
+
+def photo_group(path: Path) -> str:
+    """Group near-duplicate photos (church.jpg/church.png, rocks2-l/-r, a numbered sequence) under one key."""
+    if path.parent.name != "images":
+        return path.parent.name  # each sub-folder of mvtb-data is one scene or one sequence
+    return re.sub(r"([-_]?(\d+|[lr]))+$", "", path.stem)
+
+
+def find_backgrounds(root: Path) -> list[Path]:
+    """The photographs of mvtb-data, sorted, without its synthetic patterns."""
+    found = [p for p in root.rglob("*") if p.suffix.lower() in {".jpg", ".png"} and p.stem not in NOT_PHOTOS]
+    return sorted(found)
+
+
+def find_cutouts(root: Path = CLIPART_ROOT) -> list[Path]:
+    """Every clip-art PNG, sorted."""
+    return sorted(root.rglob("*.png"))
+
+
+def split_groups(keys: Sequence[str], seed: int) -> dict[str, str]:
+    """Assign each distinct key to train, val or test, so that whole groups land in one split."""
+    groups = sorted(set(keys))
+    sizes = {g: 0 for g in groups}
+    for key in keys:
+        sizes[key] += 1
+    order = np.random.default_rng(seed).permutation(len(groups))
+    total, assigned, filled = len(keys), {}, dict.fromkeys(SPLIT_FRACTIONS, 0)
+    for index in order:
+        group = groups[index]
+        split = next((s for s, f in SPLIT_FRACTIONS.items() if filled[s] < f * total), "train")
+        assigned[group] = split
+        if split != "train":
+            filled[split] += sizes[group]
+    return assigned
+
+
+def prepare_cutout(path: Path) -> Image.Image | None:
+    """The cut-out as RGBA, cropped to its mask and at most CUTOUT_MAX_SIDE; None if it cannot serve as an object."""
+    try:
+        with warnings.catch_warnings(), Image.open(path) as probe:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            if probe.width * probe.height > MAX_SOURCE_PIXELS:
+                return None
+    except Image.DecompressionBombError:  # raised by open() itself past twice PIL's pixel limit
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Palette images with Transparency expressed in bytes..."
+        image = Image.open(path).convert("RGBA")
+    alpha = np.asarray(image.getchannel("A"))
+    mask = alpha >= 128
+    if mask.all() or not mask.any():
+        return None  # no transparency, so no mask
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    box = (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
+    width, height = box[2] - box[0], box[3] - box[1]
+    if min(width, height) < MIN_CUTOUT_SIDE or mask.sum() < MIN_FILL * width * height:
+        return None
+    image = image.crop(box)
+    image.thumbnail((CUTOUT_MAX_SIDE, CUTOUT_MAX_SIDE), Image.Resampling.LANCZOS)
+    return image
+
+
+def prepare_background(path: Path) -> Image.Image:
+    """The photo as RGB with its longer side at most BACKGROUND_MAX_SIDE."""
+    image = Image.open(path).convert("RGB")
+    image.thumbnail((BACKGROUND_MAX_SIDE, BACKGROUND_MAX_SIDE), Image.Resampling.LANCZOS)
+    return image
+
+
+def compose(
+    backgrounds: Sequence[Image.Image],
+    cutouts: Sequence[Image.Image],
+    size: tuple[int, int],
+    rng: np.random.Generator,
+    recipe: CompositeRecipe = CompositeRecipe(),
+) -> tuple[Image.Image, np.ndarray]:
+    """Paste one to `recipe.max_objects` cut-outs onto a random crop of a photo.
+
+    Returns the RGB image of `size` = (width, height) and its (height, width) uint8 mask, 1 where an object is.
+    """
+    width, height = size
+    canvas = _background_crop(backgrounds[rng.integers(len(backgrounds))], size, rng, recipe)
+    mask = np.zeros((height, width), dtype=np.uint8)
+    count = int(rng.integers(1, recipe.max_objects + 1))
+    for _ in range(count):
+        obj = _posed_object(cutouts[rng.integers(len(cutouts))], min(size), count, rng, recipe)
+        slack_x = int(obj.width * (1 - recipe.min_visible))
+        slack_y = int(obj.height * (1 - recipe.min_visible))
+        x = int(rng.integers(-slack_x, max(-slack_x, width - obj.width + slack_x) + 1))
+        y = int(rng.integers(-slack_y, max(-slack_y, height - obj.height + slack_y) + 1))
+        canvas.paste(obj, (x, y), obj)
+        _stamp(mask, np.asarray(obj.getchannel("A")) >= 128, x, y)
+    return canvas, mask
+
+
+def _background_crop(photo: Image.Image, size: tuple[int, int], rng: np.random.Generator, recipe: CompositeRecipe):
+    width, height = size
+    scale = min(photo.width / width, photo.height / height) * rng.uniform(*recipe.background_zoom)
+    crop_w, crop_h = max(1, round(width * scale)), max(1, round(height * scale))
+    left = int(rng.integers(0, photo.width - crop_w + 1))
+    top = int(rng.integers(0, photo.height - crop_h + 1))
+    crop = photo.resize(size, Image.Resampling.BILINEAR, box=(left, top, left + crop_w, top + crop_h))
+    return crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else crop
+
+
+def _posed_object(cutout: Image.Image, canvas_side: int, count: int, rng: np.random.Generator, recipe: CompositeRecipe):
+    crowd = 1.0 if count == 1 else 0.75  # several objects are drawn a little smaller
+    longer = max(8, round(canvas_side * rng.uniform(*recipe.object_size) * crowd))
+    scale = longer / max(cutout.size)
+    obj = cutout.resize((max(1, round(cutout.width * scale)), max(1, round(cutout.height * scale))))
+    if rng.random() < 0.5:
+        obj = obj.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if rng.random() < 0.5:
+        obj = obj.rotate(rng.uniform(-recipe.max_rotation, recipe.max_rotation), Image.Resampling.BILINEAR, expand=True)
+    if rng.random() < 0.5:  # clip art is flat and bright; vary it so colour alone does not give objects away
+        rgb = ImageEnhance.Brightness(obj.convert("RGB")).enhance(rng.uniform(0.6, 1.2))
+        rgb = ImageEnhance.Color(rgb).enhance(rng.uniform(0.5, 1.3))
+        rgb.putalpha(obj.getchannel("A"))
+        obj = rgb
+    return obj
+
+
+def _stamp(mask: np.ndarray, shape: np.ndarray, x: int, y: int) -> None:
+    """Set mask to 1 where `shape`, placed with its top-left corner at (x, y), is true; clipped to the mask."""
+    top, left = max(y, 0), max(x, 0)
+    bottom, right = min(y + shape.shape[0], mask.shape[0]), min(x + shape.shape[1], mask.shape[1])
+    if bottom > top and right > left:
+        mask[top:bottom, left:right] |= shape[top - y : bottom - y, left - x : right - x]
+
+
+def _load_folder(folder: Path, mode: str) -> list[Image.Image]:
+    images = []
+    for path in sorted(folder.iterdir()):
+        with Image.open(path) as image:
+            images.append(image.convert(mode))
+    if not images:
+        raise FileNotFoundError(f"{folder} holds no images: build the data set first (python -m unet.composites).")
+    return images
+
+
+class CompositeDataset(Dataset):
+    """Composites drawn on the fly from one split's prepared cut-outs and backgrounds.
+
+    Item `i` of epoch `e` is the same picture on every run and every process (its generator is seeded from
+    (seed, e, i)); `set_epoch` moves to new pictures.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        size: int = 256,
+        length: int = 4000,
+        seed: int = 0,
+        transform: Callable | None = None,
+        recipe: CompositeRecipe = CompositeRecipe(),
+    ) -> None:
+        root = Path(root)
+        self.cutouts = _load_folder(root / "cutouts" / split, "RGBA")
+        self.backgrounds = _load_folder(root / "backgrounds" / split, "RGB")
+        self.size, self.length, self.seed = size, length, seed
+        self.transform, self.recipe = transform, recipe
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        image, mask = compose(self.backgrounds, self.cutouts, (self.size, self.size), rng, self.recipe)
+        if self.transform is not None:
+            return self.transform(image, mask)
+        return image_to_tensor(image), torch.from_numpy(mask).long()
+
+
+def _prepare_one(job: tuple[str, str, str]) -> str | None:
+    kind, source, target = job
+    prepared = prepare_cutout(Path(source)) if kind == "cutout" else prepare_background(Path(source))
+    if prepared is None:
+        return None
+    prepared.save(target, quality=95) if kind == "background" else prepared.save(target)
+    return target
+
+
+def build(out: Path, clipart_root: Path, photo_root: Path, seed: int, counts: dict[str, int], workers: int = 2) -> dict:
+    """Prepare every split's sources under `out`, then write the fixed val and test sets. Returns the manifest."""
+    cutouts, photos = find_cutouts(clipart_root), find_backgrounds(photo_root)
+    if not cutouts:
+        raise FileNotFoundError(f"No clip art under {clipart_root}: install it with `apt-get install openclipart-png`.")
+    if not photos:
+        raise FileNotFoundError(f"No photographs under {photo_root}: install them with `pip install mvtb-data`.")
+    cutout_split = split_groups([str(p.relative_to(clipart_root)) for p in cutouts], seed)
+    photo_split = split_groups([photo_group(p) for p in photos], seed)
+
+    jobs = []
+    for path in cutouts:
+        name = str(path.relative_to(clipart_root))
+        target = out / "cutouts" / cutout_split[name] / (name.replace("/", "--"))
+        jobs.append(("cutout", str(path), str(target)))
+    for path in photos:
+        split = photo_split[photo_group(path)]
+        name = str(path.relative_to(photo_root).with_suffix(".jpg")).replace("/", "--")
+        jobs.append(("background", str(path), str(out / "backgrounds" / split / name)))
+    for split in SPLITS:
+        for kind in ("cutouts", "backgrounds"):
+            (out / kind / split).mkdir(parents=True, exist_ok=True)
+
+    log.info("preparing %d cut-outs and %d photos", len(cutouts), len(photos))
+    with ProcessPoolExecutor(workers) as pool:
+        kept = {target for target in pool.map(_prepare_one, jobs, chunksize=32) if target}
+
+    manifest = {"seed": seed, "sources": {}, "sizes": {}}
+    for split in SPLITS:
+        manifest["sources"][split] = {
+            "cutouts": sorted(Path(t).name for k, _, t in jobs if k == "cutout" and t in kept and f"/{split}/" in t),
+            "backgrounds": sorted(Path(t).name for k, _, t in jobs if k == "background" and f"/{split}/" in t),
+        }
+    for split, count in counts.items():
+        write_fixed_split(out, split, count, seed)
+        manifest["sizes"][split] = count
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def write_fixed_split(out: Path, split: str, count: int, seed: int, size_range: tuple[int, int] = (224, 320)) -> None:
+    """Write `count` composites of `split` as out/split/images/*.jpg and out/split/masks/*.png, sizes varying."""
+    backgrounds = _load_folder(out / "backgrounds" / split, "RGB")
+    cutouts = _load_folder(out / "cutouts" / split, "RGBA")
+    images_dir, masks_dir = out / split / "images", out / split / "masks"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    masks_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([seed, SPLITS.index(split), 1])
+    for index in range(count):
+        size = (int(rng.integers(*size_range, endpoint=True)), int(rng.integers(*size_range, endpoint=True)))
+        image, mask = compose(backgrounds, cutouts, size, rng)
+        stem = f"{split}_{index:04d}"
+        image.save(images_dir / f"{stem}.jpg", quality=95)
+        Image.fromarray(mask).save(masks_dir / f"{stem}.png")
+    log.info("wrote %d %s composites to %s", count, split, out / split)
+
+
+def _default_photo_root() -> Path:
+    try:
+        import mvtbdata
+    except ImportError:
+        return Path("mvtb-data-is-not-installed")
+    return Path(mvtbdata.__file__).parent / "images"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("data/composites"), help="folder to write the data set to")
+    parser.add_argument("--clipart", type=Path, default=CLIPART_ROOT, help="root of the openclipart-png PNGs")
+    parser.add_argument("--photos", type=Path, default=None, help="root of the photos (default: mvtb-data's)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split and of the fixed val/test sets")
+    parser.add_argument("--val", type=int, default=300, help="validation composites to write")
+    parser.add_argument("--test", type=int, default=500, help="test composites to write")
+    parser.add_argument("--workers", type=int, default=2, help="processes preparing the sources")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    manifest = build(
+        args.out, args.clipart, args.photos or _default_photo_root(), args.seed, {"val": args.val, "test": args.test},
+        args.workers,
+    )  # fmt: skip
+    for split in SPLITS:
+        sources = manifest["sources"][split]
+        print(f"{split}: {len(sources['cutouts'])} cut-outs, {len(sources['backgrounds'])} photos")
+
+
+if __name__ == "__main__":
+    main()

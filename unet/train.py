@@ -1,0 +1,452 @@
+"""Train a U-Net: python -m unet.train --data DIR --out RUN_DIR
+
+The recipe is a handful of named functions, read top-down: `build_data` (data sets and augmentation),
+`make_optimizer` (AdamW with warm-up then cosine decay), `train_one_epoch`, `validate`, and `main` (the loop,
+checkpoints, curves). `--data` takes any of three layouts:
+
+- a composite data set written by `python -m unet.composites` (it has `manifest.json`): train images are composed
+  on the fly, validation is its fixed `val/` split;
+- the Oxford-IIIT Pet data set in its official layout (`annotations/trimaps/`): `trainval` minus a held-out share;
+- a folder with `images/` and `masks/` paired by file stem (a share held out for validation, or `--val-data`).
+
+Every epoch ends with validation IoU and Dice. RUN_DIR receives `best/` (the best epoch by validation IoU, as
+`config.json` + `model.safetensors` + `training_args.json` + `val_scores.json`), `last/` (to `--resume` from),
+`history.json` and `curves.png`. Several processes train data-parallel under torchrun:
+
+    torchrun --nproc_per_node 2 -m unet.train --data DIR --out RUN_DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from tqdm import tqdm
+
+from unet.augment import eval_transform, train_transform
+from unet.composites import CompositeDataset
+from unet.datasets import OxfordPets, PairedFolder
+from unet.losses import SegmentationLoss
+from unet.metrics import ConfusionMeter, summary
+from unet.model import UNet
+from unet.visualize import plot_curves
+
+log = logging.getLogger("unet.train")
+
+
+def parse_size_schedule(text: str) -> list[tuple[int, int]]:
+    """'128:8,192:8,256:12' -> [(128, 8), (192, 8), (256, 12)]: train at each size for that many epochs."""
+    try:
+        stages = [(int(size), int(epochs)) for size, epochs in (part.split(":") for part in text.split(","))]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected SIZE:EPOCHS[,SIZE:EPOCHS...], e.g. 128:8,256:4; got {text!r}"
+        ) from None
+    if any(size < 16 or epochs < 1 for size, epochs in stages):
+        raise argparse.ArgumentTypeError(f"sizes must be >= 16 and epochs >= 1, got {text!r}")
+    return stages
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data
+
+
+def data_layout(root: Path) -> str:
+    """Which of the supported layouts `root` holds: 'composite', 'pets' or 'folder'."""
+    if (root / "manifest.json").is_file():
+        return "composite"
+    if (root / "annotations" / "trimaps").is_dir():
+        return "pets"
+    if (root / "images").is_dir() and (root / "masks").is_dir():
+        return "folder"
+    raise FileNotFoundError(
+        f"{root} is not a data set this trainer knows: expected a composite set (manifest.json, from "
+        "`python -m unet.composites`), the Oxford-IIIT Pet layout (images/, annotations/trimaps/), or a folder "
+        "with images/ and masks/ paired by file stem"
+    )
+
+
+def _hold_out(dataset: Dataset, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Split indices into (train, val) with a seeded shuffle; at least one of each."""
+    order = np.random.default_rng(seed).permutation(len(dataset)).tolist()
+    n_val = min(len(order) - 1, max(1, round(fraction * len(order))))
+    return sorted(order[n_val:]), sorted(order[:n_val])
+
+
+def build_data(args: argparse.Namespace) -> tuple[Dataset, Dataset, list[str]]:
+    """The training set (augmented, its size settable), the validation set and the class names."""
+    root = Path(args.data)
+    layout = data_layout(root)
+    size = args.size_schedule[0][0]
+    if layout == "composite":
+        # Compose a little larger than the crop so that scale augmentation zooms both in and out around 1.
+        train = CompositeDataset(root, "train", round(size * 1.15), args.epoch_size, args.seed, train_transform(size))
+        val = PairedFolder(root / "val", transform=eval_transform(), num_labels=2)
+        return train, val, ["background", "foreground"]
+    if layout == "pets":
+        make = lambda transform: OxfordPets(root, "trainval", args.pets_mode, args.pets_border, transform)  # noqa: E731
+        full = make(None)
+        train_idx, val_idx = _hold_out(full, args.val_fraction, args.seed)
+        return (
+            Subset(make(train_transform(size)), train_idx),
+            Subset(make(eval_transform()), val_idx),
+            list(full.class_names),
+        )
+    names = args.class_names.split(",")
+    if args.val_data:
+        train = PairedFolder(root, train_transform(size), num_labels=len(names))
+        return train, PairedFolder(args.val_data, eval_transform(), num_labels=len(names)), names
+    full = PairedFolder(root, num_labels=len(names))
+    train_idx, val_idx = _hold_out(full, args.val_fraction, args.seed)
+    train = Subset(PairedFolder(root, train_transform(size), num_labels=len(names)), train_idx)
+    val = Subset(PairedFolder(root, eval_transform(), num_labels=len(names)), val_idx)
+    return train, val, names
+
+
+def set_train_size(dataset: Dataset, size: int) -> None:
+    """Switch the training set to `size` x `size` crops (progressive resizing)."""
+    base = dataset.dataset if isinstance(dataset, Subset) else dataset
+    base.transform = train_transform(size)
+    if isinstance(base, CompositeDataset):
+        base.size = round(size * 1.15)
+
+
+def set_epoch(dataset: Dataset, sampler: DistributedSampler | None, epoch: int) -> None:
+    """Give the sampler and an on-the-fly data set the epoch, so every epoch draws new, reproducible samples."""
+    base = dataset.dataset if isinstance(dataset, Subset) else dataset
+    if hasattr(base, "set_epoch"):
+        base.set_epoch(epoch)
+    if sampler is not None:
+        sampler.set_epoch(epoch)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Optimization
+
+
+def make_optimizer(
+    model: torch.nn.Module, lr: float, weight_decay: float, total_steps: int, warmup_steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW, no weight decay on norms and biases, with a linear warm-up then cosine decay to 1% of `lr`."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr
+    )
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def autocast(device: torch.device, amp: str) -> torch.autocast:
+    """bf16 autocast where asked for (AMX CPUs and recent GPUs run it 2-3x faster than fp32), else a no-op."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16")
+
+
+def train_one_epoch(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    criterion: SegmentationLoss,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    device: torch.device,
+    amp: str,
+    description: str,
+    show_progress: bool,
+) -> float:
+    """One pass over `loader`; returns the mean training loss."""
+    model.train()
+    total, count = 0.0, 0
+    bar = tqdm(loader, desc=description, disable=not show_progress, mininterval=2.0, dynamic_ncols=True)
+    for images, masks in bar:
+        images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        masks = masks.to(device, non_blocking=True)
+        with autocast(device, amp):
+            logits = model(images)
+        loss = criterion(logits, masks)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total += loss.item() * len(images)
+        count += len(images)
+        bar.set_postfix(loss=f"{total / count:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+    return _all_reduce_mean(total, count, device)
+
+
+@torch.no_grad()
+def validate(
+    model: torch.nn.Module, loader: DataLoader, criterion: SegmentationLoss, device: torch.device, amp: str
+) -> tuple[float, ConfusionMeter]:
+    """Mean validation loss and the confusion counts over the whole validation set (summed across processes)."""
+    model.eval()
+    num_labels = 2 if _unwrap(model).num_classes == 1 else _unwrap(model).num_classes
+    meter = ConfusionMeter(num_labels)
+    total, count = 0.0, 0
+    for images, masks in loader:
+        images, masks = images.to(device), masks.to(device)
+        with autocast(device, amp):
+            logits = model(images)
+        total += criterion(logits, masks).item() * len(images)
+        count += len(images)
+        pred = (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(dim=1)
+        meter.update(pred.cpu(), masks.cpu())
+    if dist.is_initialized():
+        counts = torch.from_numpy(meter.counts).to(device)
+        dist.all_reduce(counts)
+        meter.counts = counts.cpu().numpy()
+    return _all_reduce_mean(total, count, device), meter
+
+
+def _all_reduce_mean(total: float, count: int, device: torch.device) -> float:
+    if dist.is_initialized():
+        sums = torch.tensor([total, count], dtype=torch.float64, device=device)
+        dist.all_reduce(sums)
+        total, count = sums.tolist()
+    return total / max(count, 1)
+
+
+def _unwrap(model: torch.nn.Module) -> UNet:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def save_checkpoint(
+    folder: Path, model: UNet, args: argparse.Namespace, scores: dict, state: dict | None = None
+) -> None:
+    """`save_pretrained` (config + safetensors), the training arguments and scores beside; resume state if given."""
+    model.save_pretrained(folder)
+    arguments = {key: value for key, value in vars(args).items() if key != "resume"}
+    (folder / "training_args.json").write_text(json.dumps(arguments, indent=1, default=str))
+    (folder / "val_scores.json").write_text(json.dumps(scores, indent=1))
+    if state is not None:
+        torch.save(state, folder / "training_state.pt")
+
+
+def load_resume_state(folder: Path, model: UNet) -> dict:
+    """Load the weights saved in `folder` into `model` (strictly) and return the optimizer/scheduler state."""
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(folder / "model.safetensors"), strict=True)
+    return torch.load(folder / "training_state.pt", weights_only=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The loop
+
+
+def setup_distributed() -> tuple[int, int, torch.device]:
+    """Join the process group when launched by torchrun (gloo on CPU, nccl on GPU); returns rank, world, device."""
+    if "WORLD_SIZE" not in os.environ:
+        return 0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    rank, world, local_rank = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        dist.init_process_group("nccl")
+        return rank, world, torch.device("cuda", local_rank)
+    dist.init_process_group("gloo")
+    # Processes on one machine share its cores: give each its share rather than all of them.
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world))))
+    return rank, world, torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Run the whole training; returns the best validation scores."""
+    rank, world, device = setup_distributed()
+    is_main = rank == 0
+    out = Path(args.out)
+    seed_everything(args.seed)
+    if args.amp == "auto":
+        cpu_bf16 = device.type == "cpu" and torch.cpu._is_amx_tile_supported()
+        args.amp = "bf16" if cpu_bf16 or (device.type == "cuda" and torch.cuda.is_bf16_supported()) else "none"
+
+    train_set, val_set, class_names = build_data(args)
+    num_classes = 1 if len(class_names) == 2 else len(class_names)
+    model = UNet(3, num_classes, args.base_width, args.depth, args.upsampling, args.norm)
+    model = model.to(device, memory_format=torch.channels_last)
+
+    steps_per_epoch = math.ceil(len(train_set) / (args.batch_size * world))
+    total_epochs = sum(epochs for _, epochs in args.size_schedule)
+    optimizer, scheduler = make_optimizer(
+        model, args.lr, args.weight_decay, steps_per_epoch * total_epochs, round(args.warmup * steps_per_epoch)
+    )
+    history: list[dict] = []
+    best: dict = {"epoch": 0, "headline": {"iou": -1.0}}
+    start_epoch = 1
+    if args.resume:
+        state = load_resume_state(Path(args.resume), model)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
+        log.info("resumed from %s at epoch %d", args.resume, start_epoch)
+    if world > 1:
+        model = DistributedDataParallel(model)
+
+    criterion = SegmentationLoss(args.dice_weight)
+    train_sampler = DistributedSampler(train_set, world, rank, shuffle=True, seed=args.seed) if world > 1 else None
+    val_sampler = DistributedSampler(val_set, world, rank, shuffle=False) if world > 1 else None
+    generator = torch.Generator().manual_seed(args.seed)
+    val_loader = DataLoader(val_set, batch_size=1, sampler=val_sampler, num_workers=args.workers)
+
+    epoch_sizes = [size for size, epochs in args.size_schedule for _ in range(epochs)]
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        params = sum(p.numel() for p in model.parameters())
+        log.info(
+            "%d training samples an epoch, %d validation; %d parameters; %s on %s x%d, amp %s",
+            len(train_set),
+            len(val_set),
+            params,
+            class_names,
+            device,
+            world,
+            args.amp,
+        )
+    for epoch in range(start_epoch, total_epochs + 1):
+        size = epoch_sizes[epoch - 1]
+        set_train_size(train_set, size)
+        set_epoch(train_set, train_sampler, epoch)
+        train_loader = DataLoader(
+            train_set,
+            batch_size=args.batch_size,
+            shuffle=train_sampler is None,
+            sampler=train_sampler,
+            num_workers=args.workers,
+            generator=generator,
+            drop_last=len(train_set) >= args.batch_size * world,
+            persistent_workers=False,
+        )
+        started = time.perf_counter()
+        desc = f"epoch {epoch}/{total_epochs} @{size}px"
+        train_loss = train_one_epoch(
+            model, train_loader, criterion, optimizer, scheduler, device, args.amp, desc, is_main and not args.quiet
+        )
+        val_loss, meter = validate(model, val_loader, criterion, device, args.amp)
+        scores = summary(meter.iou(), meter.dice(), class_names)
+        seconds = time.perf_counter() - started
+        record = {
+            "epoch": epoch,
+            "size": size,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_iou": scores["headline"]["iou"],
+            "val_dice": scores["headline"]["dice"],
+            "lr": scheduler.get_last_lr()[0],
+            "seconds": seconds,
+        }
+        history.append(record)
+        if not is_main:
+            continue
+        log.info(
+            "epoch %d/%d @%dpx: train loss %.4f, val loss %.4f, val IoU %.4f, Dice %.4f (%.0f s)",
+            epoch,
+            total_epochs,
+            size,
+            train_loss,
+            val_loss,
+            record["val_iou"],
+            record["val_dice"],
+            seconds,
+        )
+        scores = {"epoch": epoch, **scores}
+        if (scores["headline"]["iou"] or 0.0) > (best["headline"]["iou"] or 0.0):
+            best = scores
+            save_checkpoint(out / "best", _unwrap(model), args, scores)
+        state = {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": epoch,
+            "history": history,
+            "best": best,
+        }
+        save_checkpoint(out / "last", _unwrap(model), args, scores, state)
+        (out / "history.json").write_text(json.dumps(history, indent=1))
+        plot_curves(history, out / "curves.png")
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return best
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", required=True, help="data set folder (composite, Oxford-IIIT Pet or images/+masks/)")
+    data.add_argument("--val-data", help="a separate images/+masks/ folder for validation (folder layout only)")
+    data.add_argument("--val-fraction", type=float, default=0.1, help="share held out for validation")
+    data.add_argument("--class-names", default="background,foreground", help="folder layout: comma-separated names")
+    data.add_argument("--pets-mode", choices=["binary", "trimap"], default="binary", help="Oxford Pet classes")
+    data.add_argument(
+        "--pets-border",
+        choices=["pet", "background", "ignore"],
+        default="ignore",
+        help="binary Oxford Pet: what the trimap's border becomes",
+    )
+    data.add_argument("--epoch-size", type=int, default=4000, help="composites drawn per epoch (composite layout)")
+    data.add_argument("--workers", type=int, default=1, help="data-loading processes")
+    model = parser.add_argument_group("model")
+    model.add_argument("--base-width", type=int, default=16, help="channels of the first level")
+    model.add_argument("--depth", type=int, default=4, help="down-sampling steps")
+    model.add_argument("--upsampling", choices=["bilinear", "transpose"], default="bilinear")
+    model.add_argument("--norm", choices=["batch", "group", "none"], default="batch")
+    optim = parser.add_argument_group("optimization")
+    optim.add_argument(
+        "--size-schedule",
+        type=parse_size_schedule,
+        default=parse_size_schedule("256:20"),
+        help="SIZE:EPOCHS,... train crops of each size for that many epochs (progressive resizing)",
+    )
+    optim.add_argument("--batch-size", type=int, default=16, help="per process")
+    optim.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
+    optim.add_argument("--weight-decay", type=float, default=1e-4)
+    optim.add_argument("--warmup", type=float, default=1.0, help="epochs of linear warm-up")
+    optim.add_argument("--dice-weight", type=float, default=1.0, help="weight of soft Dice next to (B)CE")
+    optim.add_argument(
+        "--amp",
+        choices=["auto", "bf16", "none"],
+        default="auto",
+        help="bf16 autocast; auto uses it on AMX CPUs and bf16-capable GPUs",
+    )
+    run = parser.add_argument_group("run")
+    run.add_argument("--out", required=True, help="run folder: best/, last/, history.json, curves.png")
+    run.add_argument("--resume", help="a run's last/ folder to continue from")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    best = train(args)
+    if best["epoch"]:
+        print(json.dumps({"best_epoch": best["epoch"], **best["headline"]}))
+
+
+if __name__ == "__main__":
+    main()

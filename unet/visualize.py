@@ -1,0 +1,395 @@
+"""Pictures of masks and results, drawn with Pillow and NumPy only, for the app, evaluation, training and the README.
+
+Masks are `(H, W)` arrays of class indices, 0 is background and `IGNORE_INDEX` (255) marks pixels without a label.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from unet.preprocessing import IGNORE_INDEX
+
+Color = tuple[int, int, int]
+
+# Background first, then well separated colours (after Trubetskoy's "20 distinct colours", grey removed because grey
+# means "ignored"). Classes past the end of the list reuse the colours in order.
+PALETTE: list[Color] = [
+    (0, 0, 0),
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+    (0, 128, 128),
+    (220, 190, 255),
+    (170, 110, 40),
+    (255, 250, 200),
+    (128, 0, 0),
+    (170, 255, 195),
+    (128, 128, 0),
+    (255, 215, 180),
+    (0, 0, 128),
+]
+IGNORE_COLOR: Color = (128, 128, 128)
+
+# Okabe-Ito colours, distinguishable with the common colour-vision deficiencies.
+ERROR_COLORS: dict[str, Color] = {
+    "true positive": (0, 158, 115),
+    "false positive": (213, 94, 0),
+    "false negative": (0, 114, 178),
+    "true negative": (0, 0, 0),
+    "ignored": IGNORE_COLOR,
+}
+
+_DIM = 0.4  # brightness of the photo under an error map, so the error colours stand out
+_BACKGROUND = (255, 255, 255)
+_INK = (30, 30, 30)
+
+
+def _lookup_table() -> np.ndarray:
+    """A (256, 3) colour for every possible uint8 class index."""
+    table = np.array([PALETTE[1 + (i - 1) % (len(PALETTE) - 1)] for i in range(256)], dtype=np.uint8)
+    table[0] = PALETTE[0]
+    table[IGNORE_INDEX] = IGNORE_COLOR
+    return table
+
+
+_COLORS = _lookup_table()
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def _check_mask(mask: np.ndarray, image: Image.Image | None = None, name: str = "mask") -> np.ndarray:
+    """Return `mask` as a 2-D integer array, checking it matches the image's size."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2 or not np.issubdtype(mask.dtype, np.integer):
+        raise ValueError(f"{name} must be a 2-D array of class indices, got shape {mask.shape} and dtype {mask.dtype}")
+    if mask.size and (mask.min() < 0 or mask.max() > 255):
+        raise ValueError(f"{name} has values {mask.min()}..{mask.max()}; class indices lie in 0..255")
+    if image is not None and mask.shape != (image.height, image.width):
+        raise ValueError(
+            f"{name} is {mask.shape[1]}x{mask.shape[0]} but the image is {image.width}x{image.height}: "
+            "resize the mask with nearest-neighbour resampling to the image's size"
+        )
+    return mask
+
+
+def colorize(mask: np.ndarray) -> Image.Image:
+    """Colour a class-index mask: class i gets `PALETTE[i]`, ignored pixels grey.
+
+    Args:
+        mask: `(H, W)` integer array of class indices.
+
+    Returns:
+        An RGB image of the same size.
+    """
+    mask = _check_mask(mask)
+    return Image.fromarray(_COLORS[mask.astype(np.uint8)], mode="RGB")
+
+
+def _inner_edges(mask: np.ndarray, width: int) -> np.ndarray:
+    """Pixels of a foreground region that touch another class, thickened to `width` pixels."""
+    padded = np.pad(mask, 1, mode="edge")
+    edge = np.zeros(mask.shape, dtype=bool)
+    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):  # 4-neighbours in the padded array
+        edge |= padded[dy : dy + mask.shape[0], dx : dx + mask.shape[1]] != mask
+    edge &= mask != 0
+    if width > 1:
+        # Grow the edge inwards only: a max filter, then keep what lies inside the same foreground.
+        grown = Image.fromarray(edge.astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(2 * (width // 2) + 1))
+        edge = (np.asarray(grown) > 0) & (mask != 0)
+    return edge
+
+
+def overlay(image: Image.Image, mask: np.ndarray, alpha: float = 0.5) -> Image.Image:
+    """Blend the foreground classes of `mask` over `image` and outline each region.
+
+    Background (0) is left as it is; every other class, ignored pixels included (grey), is mixed with its colour at
+    `alpha`, and the inner edge of each region is drawn in the class colour at full strength so that the outline
+    reads even at low `alpha`.
+
+    Args:
+        image: the picture the mask belongs to.
+        mask: `(H, W)` integer array of class indices, the size of `image`.
+        alpha: opacity of the class colours, from 0 (image only) to 1 (colours only).
+
+    Returns:
+        An RGB image of the same size.
+    """
+    image = image.convert("RGB")
+    mask = _check_mask(mask, image)
+    pixels = np.asarray(image, dtype=np.float32)
+    colors = _COLORS[mask.astype(np.uint8)].astype(np.float32)
+    foreground = (mask != 0)[..., None]
+    out = np.where(foreground, (1 - alpha) * pixels + alpha * colors, pixels)
+    edge = _inner_edges(mask, width=max(1, min(mask.shape) // 300))
+    out[edge] = colors[edge]
+    return Image.fromarray(np.rint(out).astype(np.uint8), mode="RGB")
+
+
+def error_map(
+    pred: np.ndarray, target: np.ndarray, image: Image.Image | None = None, alpha: float = 0.6
+) -> Image.Image:
+    """Colour every pixel by how the prediction compares with the ground truth (see `ERROR_COLORS`).
+
+    - true positive: `pred == target` and both are foreground (not 0);
+    - false positive: `pred` is foreground but differs from `target` (a wrong foreground class counts here);
+    - false negative: `target` is foreground and `pred` is background;
+    - true negative: both are background, shown as the dimmed image (black without an image);
+    - ignored: `target == IGNORE_INDEX`, grey.
+    For a binary mask these are the usual foreground counts.
+
+    Args:
+        pred: `(H, W)` predicted class indices.
+        target: `(H, W)` ground-truth class indices, the same size.
+        image: optional picture underneath; without one the colours are drawn on black.
+        alpha: opacity of the error colours over the dimmed image.
+
+    Returns:
+        An RGB image of the masks' size.
+    """
+    pred = _check_mask(pred, name="pred")
+    target = _check_mask(target, name="target")
+    if pred.shape != target.shape:
+        raise ValueError(f"pred has shape {pred.shape} but target has shape {target.shape}: they must be the same")
+    ignored = target == IGNORE_INDEX
+    categories = {
+        "true positive": (pred == target) & (target != 0),
+        "false positive": (pred != 0) & (pred != target),
+        "false negative": (target != 0) & (pred == 0),
+    }
+    if image is None:
+        base = np.zeros((*pred.shape, 3), dtype=np.float32)
+        alpha = 1.0
+    else:
+        image = image.convert("RGB")
+        _check_mask(pred, image, name="pred")
+        base = np.asarray(image, dtype=np.float32) * _DIM
+    out = base.copy()
+    for name, where in categories.items():
+        where = where & ~ignored
+        out[where] = (1 - alpha) * base[where] + alpha * np.array(ERROR_COLORS[name], dtype=np.float32)
+    out[ignored] = (1 - alpha) * base[ignored] + alpha * np.array(IGNORE_COLOR, dtype=np.float32)
+    return Image.fromarray(np.rint(out).astype(np.uint8), mode="RGB")
+
+
+def error_legend() -> list[tuple[str, str]]:
+    """The error map's legend as (label, "#rrggbb") pairs; true negatives are the dimmed image and not listed."""
+    return [
+        (name, "#{:02x}{:02x}{:02x}".format(*color)) for name, color in ERROR_COLORS.items() if name != "true negative"
+    ]
+
+
+def legend_image(entries: Sequence[tuple[str, str]] | None = None, height: int = 24) -> Image.Image:
+    """Draw a one-row legend of colour swatches and labels (the error map's legend by default).
+
+    Args:
+        entries: (label, colour) pairs; a colour is anything Pillow accepts, e.g. "#009e73".
+        height: height of the strip in pixels.
+    """
+    entries = error_legend() if entries is None else entries
+    font = _font(max(10, round(height * 0.6)))
+    swatch, gap = round(height * 0.6), round(height * 0.4)
+    widths = [swatch + gap // 2 + round(font.getlength(label)) for label, _ in entries]
+    strip = Image.new("RGB", (sum(widths) + gap * (len(entries) + 1), height), _BACKGROUND)
+    draw = ImageDraw.Draw(strip)
+    x = gap
+    for (label, color), width in zip(entries, widths, strict=True):
+        top = (height - swatch) // 2
+        draw.rectangle((x, top, x + swatch - 1, top + swatch - 1), fill=color, outline=_INK)
+        draw.text((x + swatch + gap // 2, height / 2), label, fill=_INK, font=font, anchor="lm")
+        x += width + gap
+    return strip
+
+
+def _resize_to_height(panel: Image.Image, height: int) -> Image.Image:
+    if panel.height == height:
+        return panel
+    width = max(1, round(panel.width * height / panel.height))
+    # At most 256 colours means a mask or a colour map: keep its class edges crisp.
+    is_map = panel.getcolors(maxcolors=256) is not None
+    return panel.resize((width, height), Image.Resampling.NEAREST if is_map else Image.Resampling.LANCZOS)
+
+
+def side_by_side(panels: list[Image.Image], titles: list[str] | None = None, height: int | None = None) -> Image.Image:
+    """Put pictures in a row at a common height, with a title above each.
+
+    Panels with at most 256 colours (masks, colour maps) are resized with nearest neighbour, photos with Lanczos.
+
+    Args:
+        panels: the pictures, left to right.
+        titles: one title per panel, or None for no title strip.
+        height: the common height; the tallest panel's height by default.
+    """
+    if not panels:
+        raise ValueError("side_by_side needs at least one panel")
+    if titles is not None and len(titles) != len(panels):
+        raise ValueError(f"got {len(titles)} titles for {len(panels)} panels: give one title per panel")
+    height = height or max(panel.height for panel in panels)
+    resized = [_resize_to_height(panel.convert("RGB"), height) for panel in panels]
+    gap = max(4, height // 64)
+    font = _font(max(12, min(28, height // 16)))
+    title_height = 0 if titles is None else round(font.size * 1.6)
+    width = sum(panel.width for panel in resized) + gap * (len(resized) + 1)
+    canvas = Image.new("RGB", (width, title_height + height + 2 * gap), _BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    x = gap
+    for i, panel in enumerate(resized):
+        if titles is not None:
+            draw.text((x + panel.width / 2, gap + title_height / 2), titles[i], fill=_INK, font=font, anchor="mm")
+        canvas.paste(panel, (x, gap + title_height))
+        x += panel.width + gap
+    return canvas
+
+
+# Training curves ------------------------------------------------------------------------------------------------------
+
+_SERIES_COLORS: dict[str, Color] = {
+    "train_loss": (0, 114, 178),
+    "val_loss": (213, 94, 0),
+    "val_iou": (0, 158, 115),
+    "val_dice": (204, 121, 167),
+}
+_SERIES_LABELS = {"train_loss": "train loss", "val_loss": "val loss", "val_iou": "val IoU", "val_dice": "val Dice"}
+
+
+def _nice_step(span: float, count: int) -> float:
+    """The step of 1, 2 or 5 times a power of ten that cuts `span` into the number of intervals closest to `count`."""
+    raw = span / max(1, count)
+    power = 10 ** math.floor(math.log10(raw))
+    return min((m * power for m in (1, 2, 5, 10)), key=lambda step: abs(math.log(step / raw)))
+
+
+def _ticks(low: float, high: float, step: float) -> list[float]:
+    first = math.ceil(low / step - 1e-9)
+    return [k * step for k in range(first, math.floor(high / step + 1e-9) + 1)]
+
+
+def _format_tick(value: float, step: float) -> str:
+    decimals = max(0, -math.floor(math.log10(step))) if step < 1 else 0
+    return f"{value:.{decimals}f}"
+
+
+def _series(history: list[dict], key: str) -> list[tuple[float, float]]:
+    """(epoch, value) points for `key`, skipping epochs where it is missing or not a finite number."""
+    points = []
+    for index, row in enumerate(history):
+        value = row.get(key)
+        if isinstance(value, int | float) and math.isfinite(value):
+            points.append((float(row.get("epoch", index + 1)), float(value)))
+    return points
+
+
+def _draw_panel(
+    draw: ImageDraw.ImageDraw,
+    box: tuple[int, int, int, int],
+    title: str,
+    series: dict[str, list[tuple[float, float]]],
+    y_range: tuple[float, float] | None,
+    legend_at_top: bool,
+    scale: int,
+) -> None:
+    """Draw one chart with axes, ticks, lines and a legend in a right corner inside `box` (left, top, right, bottom)."""
+    left, top, right, bottom = box
+    small, large = _font(11 * scale), _font(14 * scale)
+    draw.text(((left + right) / 2, top), title, fill=_INK, font=large, anchor="mt")
+    # Plot area: room for the title above, tick labels to the left and below.
+    x0, y0, x1, y1 = left + 44 * scale, top + 26 * scale, right - 10 * scale, bottom - 30 * scale
+    draw.rectangle((x0, y0, x1, y1), outline=_INK, width=scale)
+    points = [p for values in series.values() for p in values]
+    if not points:
+        draw.text(((x0 + x1) / 2, (y0 + y1) / 2), "no data", fill=_INK, font=small, anchor="mm")
+        return
+    epochs = [x for x, _ in points]
+    x_low, x_high = min(epochs), max(epochs)
+    if x_high == x_low:  # a single epoch: centre it
+        x_low, x_high = x_low - 1, x_high + 1
+    else:  # keep the first and last markers off the frame
+        pad = 0.02 * (x_high - x_low)
+        x_low, x_high = x_low - pad, x_high + pad
+    if y_range is None:
+        top_value = max(y for _, y in points)
+        y_low, y_high = 0.0, top_value * 1.05 if top_value > 0 else 1.0
+    else:
+        y_low, y_high = y_range
+
+    def to_pixel(x: float, y: float) -> tuple[float, float]:
+        return (x0 + (x - x_low) / (x_high - x_low) * (x1 - x0), y1 - (y - y_low) / (y_high - y_low) * (y1 - y0))
+
+    y_step = _nice_step(y_high - y_low, 5)
+    for y in _ticks(y_low, y_high, y_step):
+        _, py = to_pixel(x_low, y)
+        draw.line((x0 + scale, py, x1 - scale, py), fill=(225, 225, 225), width=scale)  # inside the frame
+        draw.line((x0 - 4 * scale, py, x0, py), fill=_INK, width=scale)
+        draw.text((x0 - 6 * scale, py), _format_tick(y, y_step), fill=_INK, font=small, anchor="rm")
+    x_step = max(1.0, _nice_step(x_high - x_low, 6))
+    for x in _ticks(x_low, x_high, x_step):
+        px, _ = to_pixel(x, y_low)
+        draw.line((px, y1, px, y1 + 4 * scale), fill=_INK, width=scale)
+        draw.text((px, y1 + 6 * scale), _format_tick(x, x_step), fill=_INK, font=small, anchor="mt")
+    draw.text(((x0 + x1) / 2, bottom), "epoch", fill=_INK, font=small, anchor="mb")
+
+    radius = 3 * scale
+    for key, values in series.items():
+        pixels = [to_pixel(x, y) for x, y in values]
+        color = _SERIES_COLORS[key]
+        if len(pixels) > 1:
+            draw.line(pixels, fill=color, width=2 * scale, joint="curve")
+        if len(pixels) <= 20:  # markers help short runs (a single epoch has no line at all)
+            for px, py in pixels:
+                draw.ellipse((px - radius, py - radius, px + radius, py + radius), fill=color)
+
+    # Legend in a right corner of the plot area, over a white box.
+    labels = [key for key, values in series.items() if values]
+    row = 16 * scale
+    box_width = 22 * scale + max(round(small.getlength(_SERIES_LABELS[key])) for key in labels)
+    box_height = row * len(labels) + 4 * scale
+    lx = x1 - box_width - 6 * scale
+    ly = y0 + 6 * scale if legend_at_top else y1 - box_height - 6 * scale
+    draw.rectangle((lx, ly, lx + box_width, ly + box_height), fill=_BACKGROUND, outline=_INK)
+    for i, key in enumerate(labels):
+        cy = ly + 2 * scale + row * i + row / 2
+        draw.line((lx + 4 * scale, cy, lx + 16 * scale, cy), fill=_SERIES_COLORS[key], width=3 * scale)
+        draw.text((lx + 20 * scale, cy), _SERIES_LABELS[key], fill=_INK, font=small, anchor="lm")
+
+
+def plot_curves(history: list[dict], path: str | Path | None = None, size: tuple[int, int] = (900, 360)) -> Image.Image:
+    """Draw the training curves: losses on the left, validation IoU and Dice (0 to 1) on the right.
+
+    Args:
+        history: one dict per epoch, e.g. `{"epoch": 1, "train_loss": 0.5, "val_loss": 0.4, "val_iou": 0.7,
+            "val_dice": 0.8}`; missing keys and non-finite values are skipped, a missing "epoch" counts from 1.
+        path: where to save the picture as PNG, or None.
+        size: (width, height) of the picture.
+
+    Returns:
+        The picture as an RGB image.
+    """
+    scale = 2  # draw at twice the size and shrink: Pillow draws lines without anti-aliasing
+    width, height = size[0] * scale, size[1] * scale
+    canvas = Image.new("RGB", (width, height), _BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    draw.text((width / 2, 8 * scale), "Training curves", fill=_INK, font=_font(16 * scale), anchor="mt")
+    top, margin = 34 * scale, 10 * scale
+    loss = {key: _series(history, key) for key in ("train_loss", "val_loss")}
+    scores = {key: _series(history, key) for key in ("val_iou", "val_dice")}
+    # Losses fall and scores rise: their legends go where the curves usually are not.
+    _draw_panel(draw, (margin, top, width // 2 - margin, height - margin), "Loss", loss, None, True, scale)
+    right_box = (width // 2 + margin, top, width - margin, height - margin)
+    _draw_panel(draw, right_box, "Scores", scores, (0.0, 1.0), False, scale)
+    picture = canvas.resize(size, Image.Resampling.LANCZOS)
+    if path is not None:
+        picture.save(path, format="PNG")
+    return picture
