@@ -1,0 +1,124 @@
+"""Segment images: python -m unet.predict [--weights SOURCE] IMAGE... --out DIR
+
+For each image it writes `DIR/<stem>.png`, the class mask (pixel value = class index, the image's size), and
+`DIR/<stem>_overlay.png`, the mask drawn over the image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from unet.hub import add_weights_argument, load_model, resolve_weights
+from unet.model import UNet
+from unet.preprocessing import (
+    ImageError,
+    image_to_tensor,
+    load_image,
+    logits_to_probabilities,
+    mask_to_image,
+    probabilities_to_mask,
+    resize_for_model,
+)
+from unet.visualize import overlay
+
+log = logging.getLogger("unet.predict")
+
+DEFAULT_MAX_SIDE = 512
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A class mask with the input's size, the per-class probabilities behind it, and the time it took."""
+
+    mask: np.ndarray  # (H, W) uint8 class indices
+    probabilities: np.ndarray  # (num_labels, H, W) float32
+    seconds: float
+
+    def foreground_share(self) -> float:
+        """Share of pixels given a class other than background (0)."""
+        return float((self.mask > 0).mean())
+
+
+class Predictor:
+    """Turn images into class masks with a U-Net, the same preprocessing as training.
+
+    Args:
+        model: The network; it is put in eval mode.
+        max_side: Images whose longer side exceeds it are shrunk to it for the forward pass (the mask is scaled back
+            to the input's size). It bounds the time and memory of huge uploads; None runs at full size.
+        device: Where to run; by default the model's device.
+    """
+
+    def __init__(self, model: UNet, max_side: int | None = DEFAULT_MAX_SIDE, device: torch.device | None = None):
+        self.device = device or next(model.parameters()).device
+        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
+        self.max_side = max_side
+
+    @torch.inference_mode()
+    def probabilities(self, image: Image.Image, flip: bool = False) -> torch.Tensor:
+        """Per-class probabilities (num_labels, H, W) at the image's size; `flip` averages in the mirrored image."""
+        batch = image_to_tensor(resize_for_model(image, self.max_side))[None].to(self.device)
+        batch = batch.contiguous(memory_format=torch.channels_last)
+        logits = self.model(batch)
+        if flip:  # test-time augmentation: the mirrored image's logits, mirrored back
+            logits = (logits + self.model(batch.flip(-1)).flip(-1)) / 2
+        return logits_to_probabilities(logits[0], (image.height, image.width))
+
+    def predict(self, image: Image.Image | str | Path, threshold: float = 0.5, flip: bool = False) -> Prediction:
+        """Segment one image (a PIL image, or a path read with `load_image`).
+
+        `threshold` applies to binary models: the foreground probability a pixel needs to count as foreground.
+        """
+        started = time.perf_counter()
+        image = image if isinstance(image, Image.Image) and image.mode == "RGB" else load_image(image)
+        probabilities = self.probabilities(image, flip)
+        mask = probabilities_to_mask(probabilities, threshold)
+        return Prediction(mask, probabilities.numpy(), time.perf_counter() - started)
+
+
+def predict_files(predictor: Predictor, paths: Sequence[Path], out: Path, threshold: float, flip: bool) -> int:
+    """Write mask and overlay PNGs for each path; returns how many images failed (each reported on stderr)."""
+    out.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for path in paths:
+        try:
+            image = load_image(path)
+        except (ImageError, OSError) as error:
+            print(f"skipped {path}: {error}", file=sys.stderr)
+            failures += 1
+            continue
+        prediction = predictor.predict(image, threshold, flip)
+        mask_to_image(prediction.mask).save(out / f"{path.stem}.png")
+        overlay(image, prediction.mask).save(out / f"{path.stem}_overlay.png")
+        print(f"{path} -> {out / path.stem}.png  ({prediction.foreground_share():.1%} foreground, "
+              f"{prediction.seconds * 1000:.0f} ms)")  # fmt: skip
+    return failures
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("images", nargs="+", type=Path, help="image files (JPEG, PNG, WebP, BMP, TIFF)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the masks and overlays")
+    add_weights_argument(parser)
+    parser.add_argument("--threshold", type=float, default=0.5, help="foreground probability cut (binary models)")
+    parser.add_argument("--flip", action="store_true", help="average with the mirrored image (twice the time)")
+    parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, help="shrink larger images to this side")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    model, _ = load_model(resolve_weights(args.weights))
+    failures = predict_files(Predictor(model, args.max_side), args.images, args.out, args.threshold, args.flip)
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
