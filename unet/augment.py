@@ -13,7 +13,7 @@ from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from unet.preprocessing import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+from unet.preprocessing import IGNORE_INDEX, image_to_tensor
 
 
 class JointTransform:
@@ -22,14 +22,15 @@ class JointTransform:
     def __init__(self, geometric: v2.Transform | None = None, photometric: v2.Transform | None = None) -> None:
         self.geometric = geometric or v2.Identity()
         self.photometric = photometric or v2.Identity()
-        self.normalize = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
     def __call__(self, image: Image.Image, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         pixels = tv_tensors.Image(v2.functional.pil_to_tensor(image))  # (3, H, W) uint8
-        labels = tv_tensors.Mask(torch.from_numpy(np.ascontiguousarray(mask)))  # (H, W) uint8
+        labels = tv_tensors.Mask(torch.from_numpy(np.array(mask, dtype=np.uint8)))  # (H, W), a writable copy
         pixels, labels = self.geometric(pixels, labels)
         pixels = self.photometric(pixels)
-        return self.normalize(pixels).as_subclass(torch.Tensor), labels.as_subclass(torch.Tensor).long()
+        # Normalized by `image_to_tensor` itself, so an image gives bit for bit the tensor the predictor sees
+        # (v2.ToDtype scales by multiplying with 1/255, which differs from dividing by 255 in the last bit).
+        return image_to_tensor(v2.functional.to_pil_image(pixels)), labels.as_subclass(torch.Tensor).long()
 
 
 def train_transform(

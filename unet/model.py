@@ -67,6 +67,13 @@ class Up(nn.Module):
         return self.conv(torch.cat([skip, x], dim=1))  # (B, C_skip + C, 2h, 2w) -> (B, C_out, 2h, 2w)
 
 
+def default_class_names(num_labels: int) -> list[str]:
+    """'background', 'foreground' for two classes; 'background', 'class_1', 'class_2', ... for more."""
+    if num_labels == 2:
+        return ["background", "foreground"]
+    return ["background", *(f"class_{i}" for i in range(1, num_labels))]
+
+
 class UNet(
     nn.Module,
     PyTorchModelHubMixin,
@@ -84,6 +91,8 @@ class UNet(
         depth: Number of down-sampling steps (4 in the paper). Inputs are padded to a multiple of 2**depth.
         upsampling: "bilinear" (interpolate, then convolve) or "transpose" (a learned 2x2 transposed conv).
         norm: Normalization after each conv: "batch", "group" or "none".
+        class_names: One name a class of the predicted masks, background first (default: "background",
+            "foreground" for a binary model; "background", "class_1", ... otherwise).
     """
 
     def __init__(
@@ -94,6 +103,7 @@ class UNet(
         depth: int = 4,
         upsampling: Upsampling = "bilinear",
         norm: Normalization = "batch",
+        class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -107,6 +117,11 @@ class UNet(
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.depth = depth
+        self.class_names = list(class_names) if class_names else default_class_names(self.num_labels)
+        if len(self.class_names) != self.num_labels:
+            raise ValueError(
+                f"class_names has {len(self.class_names)} names but the model predicts {self.num_labels} classes"
+            )
 
         widths = [base_width * 2**level for level in range(depth + 1)]  # e.g. 16, 32, 64, 128, 256
         self.inc = DoubleConv(in_channels, widths[0], norm)

@@ -288,7 +288,7 @@ def train(args: argparse.Namespace) -> dict:
 
     train_set, val_set, class_names = build_data(args)
     num_classes = 1 if len(class_names) == 2 else len(class_names)
-    model = UNet(3, num_classes, args.base_width, args.depth, args.upsampling, args.norm)
+    model = UNet(3, num_classes, args.base_width, args.depth, args.upsampling, args.norm, class_names)
     model = model.to(device, memory_format=torch.channels_last)
 
     steps_per_epoch = math.ceil(len(train_set) / (args.batch_size * world))
