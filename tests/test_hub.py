@@ -1,0 +1,379 @@
+"""Weights from folders and from a stand-in Hub: pinned loads equal local ones, every failure is named and fast."""
+
+import argparse
+import json
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hub_server import StandInHub
+from huggingface_hub import constants, metadata_load
+from PIL import Image
+
+from unet import hub
+from unet.hub import WeightsError, load_model, load_model_with_fallback
+from unet.model import UNet
+
+REPO = "user/tiny"
+IMAGE = torch.rand(1, 3, 20, 24, generator=torch.Generator().manual_seed(0))
+EVAL = {
+    "dataset": "composite-test",
+    "images": "data/composites/test/images",
+    "num_images": 500,
+    "threshold": 0.5,
+    "class_names": ["background", "foreground"],
+    "iou": {"per_class": {"background": 0.98, "foreground": 0.91}, "mean": 0.945},
+    "dice": {"per_class": {"background": 0.99, "foreground": 0.95}, "mean": 0.97},
+    "headline": {"iou": 0.91, "dice": 0.95},
+    "weights": "checkpoints",
+    "date": "2026-11-25",
+}
+
+
+@pytest.fixture(autouse=True)
+def online(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start every test online, even where the environment sets HF_HUB_OFFLINE (read by huggingface_hub at import)."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+
+
+def outputs(model: UNet) -> torch.Tensor:
+    with torch.no_grad():
+        return model(IMAGE)
+
+
+def save_checkpoint(folder: Path, seed: int) -> Path:
+    torch.manual_seed(seed)
+    model = UNet(base_width=4, depth=2)
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so eval mode really differs from train mode
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two real tiny checkpoints (main, dev), a folder with only a config and one with only a pickle."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    folders = {"main": save_checkpoint(root / "main", seed=0), "dev": save_checkpoint(root / "dev", seed=1)}
+    folders["config-only"] = root / "config-only"
+    folders["config-only"].mkdir()
+    shutil.copy(folders["main"] / "config.json", folders["config-only"])
+    folders["pickled"] = root / "pickled"
+    shutil.copytree(folders["config-only"], folders["pickled"])
+    torch.save(UNet(base_width=4, depth=2).state_dict(), folders["pickled"] / "pytorch_model.bin")
+    folders["broken"] = root / "broken"
+    shutil.copytree(folders["main"], folders["broken"])
+    weights = folders["broken"] / "model.safetensors"
+    weights.write_bytes(b"\xff" * 8 + weights.read_bytes()[8:])  # the header length becomes absurd
+    return folders
+
+
+@pytest.fixture
+def stand_in(tmp_path: Path, checkpoints: dict[str, Path]) -> StandInHub:
+    """A fresh stand-in Hub per test (a daemon thread left retrying by a test talks to a closed port after it)."""
+    with StandInHub(tmp_path / "hub") as server:
+        server.add_commit(REPO, checkpoints["main"], tags=("v1",))
+        server.add_commit(REPO, checkpoints["dev"], branch="dev")
+        for name in ("config-only", "pickled", "broken"):
+            server.add_commit(f"user/{name}", checkpoints[name])
+        yield server
+
+
+def sha(server: StandInHub, ref: str) -> str:
+    return server.repos[REPO].refs[ref]
+
+
+def load_from(server: StandInHub, tmp_path: Path, source: str, **kwargs) -> tuple[UNet, hub.WeightsInfo]:
+    return load_model(source, endpoint=server.url, cache_dir=tmp_path / "cache", **kwargs)
+
+
+def failure(load, *args, **kwargs) -> tuple[str, float]:
+    """The WeightsError message of a load and the seconds it took to fail."""
+    start = time.perf_counter()
+    with pytest.raises(WeightsError) as caught:
+        load(*args, **kwargs)
+    return str(caught.value), time.perf_counter() - start
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Loading from the Hub
+
+
+@pytest.mark.parametrize("pin", ["none", "branch", "tag", "sha", "revision-argument"])
+def test_hub_load_equals_local_load_and_reports_the_commit(stand_in, tmp_path, checkpoints, pin):
+    main_sha = sha(stand_in, "main")
+    source, revision = {
+        "none": (REPO, None),
+        "branch": (f"{REPO}@main", None),
+        "tag": (f"{REPO}@v1", None),
+        "sha": (f"{REPO}@{main_sha}", None),
+        "revision-argument": (REPO, main_sha),
+    }[pin]
+    model, info = load_from(stand_in, tmp_path, source, revision=revision)
+    local, local_info = load_model(checkpoints["main"])
+    assert not model.training
+    assert torch.equal(outputs(model), outputs(local))
+    assert (info.repo_id, info.commit, local_info.commit) == (REPO, main_sha, None)
+    assert info.folder == tmp_path / "cache" / "models--user--tiny" / "snapshots" / main_sha
+    assert info.card == (checkpoints["main"] / "README.md").read_text()
+    assert main_sha in info.describe()
+
+
+def test_a_branch_loads_its_own_commit(stand_in, tmp_path, checkpoints):
+    model, info = load_from(stand_in, tmp_path, f"{REPO}@dev")
+    assert info.commit == sha(stand_in, "dev") != sha(stand_in, "main")
+    assert torch.equal(outputs(model), outputs(load_model(checkpoints["dev"])[0]))
+    assert not torch.equal(outputs(model), outputs(load_model(checkpoints["main"])[0]))
+
+
+def test_a_cached_commit_sha_loads_without_the_network(stand_in, tmp_path):
+    pinned = f"{REPO}@{sha(stand_in, 'main')}"
+    load_from(stand_in, tmp_path, pinned)
+    stand_in.requests.clear()
+    assert load_from(stand_in, tmp_path, pinned)[1].commit == sha(stand_in, "main")
+    assert stand_in.requests == []
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Hub failures: each names its cause, within seconds
+
+
+@pytest.mark.parametrize(
+    ("source", "cause"),
+    [
+        ("nobody/nothing", "repository nobody/nothing not found"),
+        (f"{REPO}@no-such-branch", "revision 'no-such-branch' not found in user/tiny"),
+        ("user/config-only", "has no model.safetensors (it holds: config.json)"),
+    ],
+)
+def test_not_found_names_what_is_missing(stand_in, tmp_path, source, cause):
+    message, seconds = failure(load_from, stand_in, tmp_path, source)
+    assert cause in message
+    assert seconds < 3
+
+
+def test_server_error_fails_at_once(stand_in, tmp_path):
+    stand_in.server_error = True
+    message, seconds = failure(load_from, stand_in, tmp_path, REPO)
+    assert "HTTP 500 (a server error)" in message
+    assert seconds < 3  # the client alone would retry for ~23 s
+
+
+def test_server_error_with_a_warm_cache_loads_the_cached_copy(stand_in, tmp_path, checkpoints):
+    load_from(stand_in, tmp_path, REPO)
+    stand_in.server_error = True
+    model, info = load_from(stand_in, tmp_path, REPO)
+    assert info.commit == sha(stand_in, "main")
+    assert torch.equal(outputs(model), outputs(load_model(checkpoints["main"])[0]))
+
+
+def test_refused_connection_fails_at_once(tmp_path):
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    message, seconds = failure(load_model, REPO, endpoint=f"http://127.0.0.1:{port}", cache_dir=tmp_path)
+    assert "could not connect to" in message and "Connection refused" in message
+    assert seconds < 3
+
+
+def test_truncated_download_gives_up_at_the_deadline(stand_in, tmp_path, checkpoints):
+    stand_in.truncate = {"model.safetensors"}
+    message, seconds = failure(load_from, stand_in, tmp_path, REPO, timeout_s=1.0)
+    assert "no result within 1 s" in message and "truncated" in message
+    size = (checkpoints["main"] / "model.safetensors").stat().st_size
+    assert f"received {size // 2} bytes, expected {size}" in message  # the server sends half the file
+    assert 1.0 <= seconds < 3
+
+
+def test_corrupted_download_is_caught_and_dropped_from_the_cache(stand_in, tmp_path, checkpoints):
+    stand_in.corrupt = {"model.safetensors"}
+    message, _ = failure(load_from, stand_in, tmp_path, REPO)
+    assert "the download of model.safetensors is corrupted" in message
+    stand_in.corrupt = set()
+    model, _ = load_from(stand_in, tmp_path, REPO)  # downloads again instead of trusting the damaged copy
+    assert torch.equal(outputs(model), outputs(load_model(checkpoints["main"])[0]))
+
+
+@pytest.mark.parametrize("where", ["hub", "folder"])
+def test_corrupted_safetensors_file_is_refused(stand_in, tmp_path, checkpoints, where):
+    source = "user/broken" if where == "hub" else str(checkpoints["broken"])
+    message, _ = failure(load_from, stand_in, tmp_path, source)
+    assert "model.safetensors is not a readable safetensors file" in message
+
+
+def test_offline_with_an_empty_cache_fails_at_once_without_requests(stand_in, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    message, seconds = failure(load_from, stand_in, tmp_path, REPO)
+    assert "HF_HUB_OFFLINE is set and user/tiny@main is not in the local cache" in message
+    assert seconds < 3
+    assert stand_in.requests == []
+
+
+def test_offline_with_a_warm_cache_loads_the_cached_commit(stand_in, tmp_path, checkpoints, monkeypatch):
+    load_from(stand_in, tmp_path, REPO)
+    stand_in.requests.clear()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model, info = load_from(stand_in, tmp_path, REPO)
+    assert info.commit == sha(stand_in, "main")
+    assert torch.equal(outputs(model), outputs(load_model(checkpoints["main"])[0]))
+    assert stand_in.requests == []
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Safetensors only, strict, and a config that fits
+
+
+@pytest.mark.parametrize("where", ["hub", "folder"])
+def test_pickle_only_weights_are_refused(stand_in, tmp_path, checkpoints, where):
+    source = "user/pickled" if where == "hub" else str(checkpoints["pickled"])
+    message, _ = failure(load_from, stand_in, tmp_path, source)
+    assert "has no model.safetensors, only pickled weights (pytorch_model.bin)" in message
+    assert "arbitrary code" in message and "save_pretrained" in message
+
+
+def rewrite_config(tmp_path: Path, checkpoint: Path, **changes) -> Path:
+    folder = tmp_path / "changed"
+    shutil.copytree(checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **changes}))
+    return folder
+
+
+def test_weights_of_another_width_name_the_size_mismatches(tmp_path, checkpoints):
+    message, _ = failure(load_model, rewrite_config(tmp_path, checkpoints["main"], base_width=8))
+    assert "size mismatch (checkpoint vs model) [inc.0.weight (4, 3, 3, 3) vs (8, 3, 3, 3)" in message
+    assert "missing keys" not in message and "unexpected keys" not in message
+
+
+def test_weights_of_another_depth_name_the_missing_keys(tmp_path, checkpoints):
+    message, _ = failure(load_model, rewrite_config(tmp_path, checkpoints["main"], depth=3))
+    assert "missing keys [downs.2.1.0.weight" in message
+
+
+@pytest.mark.parametrize(
+    ("changes", "cause"),
+    [
+        ({"dropout": 0.1}, "has keys UNet does not take: dropout"),
+        ({"upsampling": "nearest"}, "describes no valid UNet: upsampling must be 'bilinear' or 'transpose'"),
+    ],
+)
+def test_incompatible_config_is_named(tmp_path, checkpoints, changes, cause):
+    message, _ = failure(load_model, rewrite_config(tmp_path, checkpoints["main"], **changes))
+    assert cause in message
+
+
+def test_neither_folder_nor_repo_id(tmp_path):
+    message, _ = failure(load_model, str(tmp_path / "missing" / "deeper"))
+    assert "is neither an existing folder nor a Hub repo id" in message
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Choosing weights and falling back
+
+
+def test_weights_come_from_the_flag_else_the_environment_else_the_bundled_folder(monkeypatch, tmp_path):
+    monkeypatch.setattr(hub, "BUNDLED_WEIGHTS", tmp_path)
+    monkeypatch.delenv(hub.WEIGHTS_ENV, raising=False)
+    assert hub.resolve_weights(None) == str(tmp_path)
+    monkeypatch.setenv(hub.WEIGHTS_ENV, "env/weights@v2")
+    assert hub.resolve_weights(None) == "env/weights@v2"
+    assert hub.resolve_weights("flag/weights") == "flag/weights"
+    parser = argparse.ArgumentParser()
+    hub.add_weights_argument(parser)
+    assert parser.parse_args(["--weights", "a/b@c"]).weights == "a/b@c"
+    assert parser.parse_args([]).weights is None
+
+
+def test_a_failing_hub_load_falls_back_to_the_bundled_model(stand_in, tmp_path, checkpoints, monkeypatch):
+    monkeypatch.setattr(hub, "BUNDLED_WEIGHTS", checkpoints["dev"])
+    model, info, warning = load_model_with_fallback("nobody/nothing", endpoint=stand_in.url, cache_dir=tmp_path)
+    assert info.folder == checkpoints["dev"] and info.repo_id is None
+    assert f"Could not load nobody/nothing@main from {stand_in.url}: repository nobody/nothing not found" in warning
+    assert f"Using the bundled model ({checkpoints['dev']}) instead" in warning
+    assert torch.equal(outputs(model), outputs(load_model(checkpoints["dev"])[0]))
+
+    model, info, warning = load_model_with_fallback(REPO, endpoint=stand_in.url, cache_dir=tmp_path)
+    assert (info.commit, warning) == (sha(stand_in, "main"), None)
+
+
+def test_a_failing_bundled_model_is_not_hidden(tmp_path, monkeypatch):
+    monkeypatch.setattr(hub, "BUNDLED_WEIGHTS", tmp_path)  # empty, like checkpoints/ before training
+    monkeypatch.delenv(hub.WEIGHTS_ENV, raising=False)
+    message, _ = failure(load_model_with_fallback, None)
+    assert f"Could not load folder {tmp_path}: the folder has no config.json or model.safetensors" in message
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model card and push
+
+
+@pytest.fixture
+def trained_folder(tmp_path: Path, checkpoints: dict[str, Path]) -> Path:
+    """A checkpoint folder as training and evaluation leave it, plus a pickle that must never be uploaded."""
+    folder = tmp_path / "best"
+    shutil.copytree(checkpoints["main"], folder)
+    (folder / "training_args.json").write_text(json.dumps({"data": "data/composites", "lr": 0.003, "seed": 0}))
+    (folder / "eval.json").write_text(json.dumps(EVAL))
+    Image.new("RGB", (4, 4)).save(folder / "curves.png")
+    torch.save({"step": 1}, folder / "training_state.pt")
+    return folder
+
+
+def test_dry_run_push_writes_the_upload_and_a_card_with_the_evaluation(trained_folder, tmp_path):
+    out = tmp_path / "upload"
+    hub.main(["push", "--repo-id", "me/unet-tiny", "--weights", str(trained_folder), "--dry-run", "--out", str(out)])
+    files = {"README.md", "config.json", "model.safetensors", "training_args.json", "eval.json", "curves.png"}
+    assert {path.name for path in out.iterdir()} == files
+    assert (out / "model.safetensors").read_bytes() == (trained_folder / "model.safetensors").read_bytes()
+
+    metadata = metadata_load(out / "README.md")
+    assert metadata["pipeline_tag"] == "image-segmentation"
+    assert (metadata["library_name"], metadata["license"]) == ("unet", "mit")
+    assert metadata["datasets"] == ["composite-test", "composites"]
+    assert "unet" in metadata["tags"]
+    (entry,) = metadata["model-index"]
+    (result,) = entry["results"]
+    assert entry["name"] == "me/unet-tiny" and result["dataset"]["name"] == "composite-test"
+    scores = {metric["type"]: metric["value"] for metric in result["metrics"]}
+    assert scores == {
+        "iou": 0.91,
+        "dice": 0.95,
+        "mean_iou": 0.945,
+        "mean_dice": 0.97,
+        "iou_background": 0.98,
+        "dice_background": 0.99,
+        "iou_foreground": 0.91,
+        "dice_foreground": 0.95,
+    }
+
+    card = (out / "README.md").read_text()
+    parameters = sum(parameter.numel() for parameter in UNet(base_width=4, depth=2).parameters())
+    assert f"{parameters:,} parameters" in card
+    assert "| lr | `0.003` |" in card  # from training_args.json
+    assert "| foreground | 0.9100 | 0.9500 |" in card
+    assert 'unet.load_model("me/unet-tiny@<commit sha>")' in card
+    assert "![Training curves" in card
+
+
+def test_eval_json_flag_overrides_the_folders_scores(trained_folder, tmp_path):
+    better = {**EVAL, "headline": {"iou": 0.93, "dice": 0.96}}
+    (tmp_path / "better.json").write_text(json.dumps(better))
+    out = tmp_path / "upload"
+    argv = ["push", "--repo-id", "me/unet-tiny", "--weights", str(trained_folder), "--eval-json"]
+    hub.main([*argv, str(tmp_path / "better.json"), "--dry-run", "--out", str(out)])
+    assert json.loads((out / "eval.json").read_text()) == better
+    (result,) = metadata_load(out / "README.md")["model-index"][0]["results"]
+    assert {metric["type"]: metric["value"] for metric in result["metrics"]}["iou"] == 0.93
+
+
+def test_card_without_evaluation_says_so_and_has_no_scores(checkpoints):
+    card = hub.build_model_card(checkpoints["main"], None)
+    assert "Not evaluated yet" in card and "model-index" not in card
+    assert 'unet.load_model("USER/NAME@<commit sha>")' in card
