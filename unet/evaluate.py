@@ -1,0 +1,298 @@
+"""Score a model on a folder of images and masks: python -m unet.evaluate --weights SOURCE --images DIR --masks DIR
+
+Every image goes through `Predictor`, the same path as the app and `unet.predict`, so the mask is predicted at the
+image's own size. The confusion counts of all images are pooled into data-set-level IoU and Dice per class and
+their mean (`unet.metrics`); every image is also scored on its own. The scores are printed, and `--out DIR`
+receives:
+
+- `eval.json`: the settings, the pooled scores (`metrics.summary`), the date and the time taken;
+- `per_image.csv`: image, iou, dice, foreground_share_true, foreground_share_pred (the headline class: the
+  foreground of a binary model, the mean over classes otherwise; an empty cell where the score is undefined);
+- `cases.png`: the best and worst images by IoU, each as image | prediction | ground truth | error map.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from unet.datasets import PairedFolder
+from unet.hub import WeightsError, add_weights_argument, load_model, resolve_weights
+from unet.metrics import ConfusionMeter, confusion_counts, dice_from_counts, iou_from_counts, summary
+from unet.predict import DEFAULT_MAX_SIDE, Predictor
+from unet.preprocessing import IGNORE_INDEX
+from unet.visualize import error_map, legend_image, overlay, side_by_side
+
+CSV_COLUMNS = ("image", "iou", "dice", "foreground_share_true", "foreground_share_pred")
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    """One image's headline scores and foreground shares; NaN where a value is undefined."""
+
+    image: str  # the image's file name
+    iou: float
+    dice: float
+    foreground_share_true: float  # share of labelled pixels (not IGNORE_INDEX) whose true class is not background
+    foreground_share_pred: float  # share of the same pixels predicted as a class other than background
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """The pooled confusion counts and per-image scores of one evaluation, with the settings that produced them."""
+
+    counts: np.ndarray  # (num_labels, 3) int64: tp, fp, fn of every class over the whole data set
+    rows: list[ImageScore]
+    class_names: list[str]
+    images_dir: Path
+    masks_dir: Path
+    threshold: float
+    flip: bool
+    max_side: int | None
+    seconds: float
+
+    def scores(self) -> dict[str, Any]:
+        """The pooled scores as `metrics.summary` gives them: per class, mean and headline, NaN as None."""
+        return summary(iou_from_counts(self.counts), dice_from_counts(self.counts), self.class_names)
+
+
+def _headline(counts: np.ndarray, class_names: list[str]) -> tuple[float, float]:
+    """The headline IoU and Dice of one image's counts, by the same rule as the data-set report; NaN if undefined."""
+    headline = summary(iou_from_counts(counts), dice_from_counts(counts), class_names)["headline"]
+    return tuple(math.nan if headline[key] is None else headline[key] for key in ("iou", "dice"))
+
+
+def _foreground_shares(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+    """Shares of labelled pixels that are foreground in the target and in the prediction; NaN if none is labelled."""
+    labelled = target != IGNORE_INDEX
+    if not labelled.any():
+        return math.nan, math.nan
+    return float((target[labelled] != 0).mean()), float((pred[labelled] != 0).mean())
+
+
+def evaluate(
+    predictor: Predictor,
+    dataset: PairedFolder,
+    threshold: float = 0.5,
+    flip: bool = False,
+    class_names: Sequence[str] | None = None,
+    progress: bool = False,
+) -> EvalResult:
+    """Predict every pair of `dataset` and score it, pooled over the data set and image by image.
+
+    Args:
+        predictor: The model wrapped for inference; its `max_side` is recorded in the result.
+        dataset: The images and masks; give it `num_labels=model.num_labels` so bad masks are refused by name.
+        threshold: Foreground probability cut for binary models.
+        flip: Average each prediction with that of the mirrored image.
+        class_names: One name a class of the model; the model's own `class_names` when None.
+        progress: Show a progress bar on a terminal.
+
+    Raises:
+        MaskError: A mask holds values that are not the model's classes (the message names the file).
+        ImageError: An image or mask cannot be read (the message names the file).
+        ValueError: A mask's size differs from its image's, or the class names do not match the model.
+    """
+    num_labels = predictor.model.num_labels
+    names = list(class_names) if class_names is not None else predictor.model.class_names
+    if len(names) != num_labels:
+        raise ValueError(
+            f"got {len(names)} class names ({', '.join(names)}) for a model with {num_labels} classes: "
+            "give one name a class, background first"
+        )
+    started = time.perf_counter()
+    meter = ConfusionMeter(num_labels, ignore_index=IGNORE_INDEX)
+    rows = []
+    for index in tqdm(range(len(dataset)), desc="evaluate", unit="image", disable=None if progress else True):
+        image, target = dataset.load_pair(index)
+        pred = predictor.predict(image, threshold, flip).mask
+        counts = confusion_counts(pred, target, num_labels, ignore_index=IGNORE_INDEX)
+        meter.merge(counts)
+        rows.append(
+            ImageScore(dataset.pairs[index][0].name, *_headline(counts, names), *_foreground_shares(pred, target))
+        )
+    return EvalResult(
+        counts=meter.counts,
+        rows=rows,
+        class_names=names,
+        images_dir=dataset.images_dir,
+        masks_dir=dataset.masks_dir,
+        threshold=threshold,
+        flip=flip,
+        max_side=predictor.max_side,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def report(result: EvalResult, weights: str, dataset_name: str | None = None) -> dict[str, Any]:
+    """The `eval.json` content: settings, pooled scores, date and time taken.
+
+    Args:
+        result: What `evaluate` returned.
+        weights: The weights source, as given to `load_model`.
+        dataset_name: A name for the data set; by default the name of the images folder's parent.
+    """
+    return {
+        "dataset": dataset_name or result.images_dir.resolve().parent.name,
+        "images": str(result.images_dir),
+        "masks": str(result.masks_dir),
+        "num_images": len(result.rows),
+        "threshold": result.threshold,
+        "flip": result.flip,
+        "max_side": result.max_side,
+        "weights": weights,
+        "class_names": result.class_names,
+        **result.scores(),
+        "date": datetime.date.today().isoformat(),
+        "seconds": round(result.seconds, 3),
+    }
+
+
+def _cell(value: str | float) -> str | float:
+    """A CSV cell: NaN becomes an empty cell."""
+    return "" if isinstance(value, float) and math.isnan(value) else value
+
+
+def write_report(result: EvalResult, out: Path, weights: str, dataset_name: str | None = None) -> dict[str, Any]:
+    """Write `eval.json` and `per_image.csv` into `out` (created if needed) and return the `eval.json` content."""
+    out.mkdir(parents=True, exist_ok=True)
+    content = report(result, weights, dataset_name)
+    (out / "eval.json").write_text(json.dumps(content, indent=2) + "\n")
+    with open(out / "per_image.csv", "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(CSV_COLUMNS)
+        for row in result.rows:
+            writer.writerow(_cell(getattr(row, column)) for column in CSV_COLUMNS)
+    return content
+
+
+def pick_cases(rows: Sequence[ImageScore], count: int = 3) -> tuple[list[int], list[int]]:
+    """Indices of the `count` best and `count` worst images by IoU, best first, worst last; NaN scores skipped.
+
+    With fewer than 2 * count scored images every scored image appears once, in one list or the other.
+    """
+    ranked = sorted((index for index, row in enumerate(rows) if not math.isnan(row.iou)), key=lambda i: -rows[i].iou)
+    best = ranked[:count]
+    worst = ranked[max(len(best), len(ranked) - count) :]
+    return best, worst
+
+
+def _stack(pictures: Sequence[Image.Image], gap: int) -> Image.Image:
+    """Stack pictures top to bottom on white, left-aligned, `gap` pixels apart and around."""
+    width = max(picture.width for picture in pictures) + 2 * gap
+    height = sum(picture.height for picture in pictures) + gap * (len(pictures) + 1)
+    canvas = Image.new("RGB", (width, height), "white")
+    y = gap
+    for picture in pictures:
+        canvas.paste(picture, (gap, y))
+        y += picture.height + gap
+    return canvas
+
+
+def cases_picture(
+    predictor: Predictor, dataset: PairedFolder, result: EvalResult, count: int = 3, height: int = 256
+) -> Image.Image | None:
+    """Draw the error map's legend, then the best and worst images as rows of image | prediction | truth | errors.
+
+    The chosen images are predicted again with the result's threshold and flip (cheaper than keeping every mask).
+
+    Args:
+        predictor: The predictor `result` came from.
+        dataset: The data set `result` came from.
+        result: What `evaluate` returned.
+        count: How many best and how many worst images to show.
+        height: Height of every panel in pixels.
+
+    Returns:
+        The picture, or None when no image has a defined IoU.
+    """
+    best, worst = pick_cases(result.rows, count)
+    if not best:
+        return None
+    ranks = [(f"best {n}", index) for n, index in enumerate(best, 1)]
+    ranks += [(f"worst {n}", index) for n, index in enumerate(reversed(worst), 1)]  # the very worst first
+    rows = []
+    for rank, index in ranks:
+        image, target = dataset.load_pair(index)
+        pred = predictor.predict(image, result.threshold, result.flip).mask
+        score = result.rows[index]
+        panels = [image, overlay(image, pred), overlay(image, target), error_map(pred, target, image)]
+        titles = [f"{rank}: {score.image}", f"prediction, IoU {score.iou:.3f}", "ground truth", "errors"]
+        rows.append(side_by_side(panels, titles, height=height))
+    # The legend goes first, so the error colours are explained before the eye reaches them.
+    return _stack([legend_image(height=max(20, height // 10)), *rows], gap=max(4, height // 64))
+
+
+def format_table(result: EvalResult) -> str:
+    """The pooled scores as a plain-text table: one line a class, the mean, then the headline."""
+    scores = result.scores()
+    width = max(len(name) for name in [*result.class_names, "headline"])
+
+    def number(value: float | None) -> str:
+        return f"{'n/a':>7}" if value is None else f"{value:7.4f}"
+
+    lines = [f"{'class':<{width}}  {'IoU':>7}  {'Dice':>7}"]
+    for name in result.class_names:
+        lines.append(f"{name:<{width}}  {number(scores['iou']['per_class'][name])}  "
+                     f"{number(scores['dice']['per_class'][name])}")  # fmt: skip
+    lines.append(f"{'mean':<{width}}  {number(scores['iou']['mean'])}  {number(scores['dice']['mean'])}")
+    which = result.class_names[1] if len(result.class_names) == 2 else "mean over classes"
+    lines.append(
+        f"headline ({which}): IoU {number(scores['headline']['iou']).strip()}, "
+        f"Dice {number(scores['headline']['dice']).strip()}"
+    )
+    lines.append(f"{len(result.rows)} images in {result.seconds:.1f} s")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_weights_argument(parser)
+    parser.add_argument("--images", type=Path, required=True, help="folder of images")
+    parser.add_argument("--masks", type=Path, required=True, help="folder of masks, paired with the images by stem")
+    parser.add_argument("--out", type=Path, help="folder for eval.json, per_image.csv and cases.png")
+    parser.add_argument("--threshold", type=float, default=0.5, help="foreground probability cut (binary models)")
+    parser.add_argument("--flip", action="store_true", help="average with the mirrored image (twice the time)")
+    parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, help="shrink larger images to this side")
+    parser.add_argument("--class-names", help="comma-separated, background first (default: the model's config)")
+    parser.add_argument("--dataset", help="name in eval.json (default: the images folder's parent folder)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    weights = resolve_weights(args.weights)
+    class_names = args.class_names.split(",") if args.class_names else None
+    try:
+        model, _ = load_model(weights)
+        dataset = PairedFolder(images_dir=args.images, masks_dir=args.masks, num_labels=model.num_labels)
+        predictor = Predictor(model, args.max_side)
+        result = evaluate(predictor, dataset, args.threshold, args.flip, class_names, progress=True)
+    # MaskError and ImageError (both ValueErrors) name the file; the folder errors say what layout is expected.
+    except (WeightsError, FileNotFoundError, ValueError) as error:
+        sys.exit(f"error: {error}")
+    print(format_table(result))
+    if args.out is not None:
+        write_report(result, args.out, weights, args.dataset)
+        written = ["eval.json", "per_image.csv"]
+        picture = cases_picture(predictor, dataset, result)
+        if picture is not None:  # None when no image has a defined IoU
+            picture.save(args.out / "cases.png")
+            written.append("cases.png")
+        print(f"wrote {', '.join(written)} to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
