@@ -1,0 +1,406 @@
+"""The demo's logic without any Gradio layout: segment an upload, score it against a ground truth, describe the model.
+
+Every function takes plain values (file paths, PIL images, numbers) and returns plain values, so `app.py` only lays
+out the page and the tests call these directly. Input the demo cannot use raises `InputError`, whose message is
+written for the person at the page (what is wrong, what to do); `app.py` shows it as a `gr.Error`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from huggingface_hub import ModelCard
+from PIL import Image
+
+from unet.hub import BUNDLED_WEIGHTS, CARD_FILE, CONFIG_FILE, WeightsInfo
+from unet.metrics import confusion_counts, dice_from_counts, iou_from_counts, summary
+from unet.model import UNet
+from unet.predict import Predictor
+from unet.preprocessing import ImageError, MaskError, load_image, load_mask, mask_to_image, resize_for_model
+from unet.visualize import error_legend, error_map, overlay
+
+# A 4096 x 4096 upload already takes seconds on a small CPU server; larger photos are refused with a message.
+MAX_PIXELS = 4096 * 4096
+DISPLAY_MAX_SIDE = 1024  # pictures on the page are shrunk to this; the downloads keep the upload's full size
+DOWNLOADS_MAX_AGE_S = 3600.0  # download files older than this are deleted (Gradio serves its own copies)
+EXAMPLE_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
+ImageInput = str | Path | Image.Image | Mapping[str, Any]
+
+
+class InputError(ValueError):
+    """An input the demo cannot use; the message says what is wrong and what to do, for the person at the page."""
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """Everything the page shows for one run: pictures (shrunk for display), files (full size) and scores."""
+
+    image: Image.Image  # the upload as the model saw it (RGB, EXIF orientation applied), display size
+    mask: np.ndarray  # (H, W) uint8 class indices at the upload's full size
+    overlay: Image.Image  # the prediction over the image, display size
+    truth_overlay: Image.Image | None  # the ground truth over the image, display size; None without one
+    error_map: Image.Image | None  # true/false positives and false negatives, display size; None without one
+    scores: dict[str, Any]  # JSON-able: iou, dice, headline (with a ground truth), foreground_share, seconds, ...
+    table: str  # Markdown: the scores table (with a ground truth) and a line with the share and the time
+    mask_file: Path  # PNG of class indices, full size
+    overlay_file: Path  # PNG of the overlay, full size
+
+
+def upload_path(value: ImageInput | None) -> str | Path | Image.Image | None:
+    """The file behind an input: a Gradio file payload (a mapping with "path") becomes its path; others pass through.
+
+    Args:
+        value: A path, a PIL image, a Gradio file payload such as `{"path": "/tmp/gradio/.../photo.jpg", ...}`,
+            or None.
+    """
+    if not isinstance(value, Mapping):
+        return value
+    path = value.get("path")
+    if not path:
+        raise InputError(
+            "The upload arrived without a file. From Python, send images as files: "
+            "gradio_client.handle_file('photo.jpg')."
+        )
+    return path
+
+
+def read_image(source: ImageInput | None, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Read the uploaded image as RGB the way the rest of the package does (`load_image`), with user-facing errors.
+
+    Args:
+        source: A path, a PIL image, a Gradio file payload, or None.
+        max_pixels: Larger images are refused before they are decoded.
+
+    Raises:
+        InputError: No image, not an image, a truncated or corrupt file, or more than `max_pixels` pixels.
+    """
+    source = upload_path(source)
+    if source is None:
+        raise InputError("No image yet: upload, drop, paste or take a photo first.")
+    try:
+        return load_image(source, max_pixels=max_pixels)
+    except ImageError as error:
+        raise InputError(f"Image: {error}.") from error
+    except FileNotFoundError as error:
+        raise InputError("Image: the uploaded file is gone from the server; upload it again.") from error
+
+
+def read_ground_truth(source: ImageInput | None, size: tuple[int, int], num_labels: int) -> np.ndarray | None:
+    """Read a ground-truth mask of class indices (`load_mask`) and check it fits the image and the model.
+
+    Args:
+        source: A path, a PIL image, a Gradio file payload, or None (no ground truth).
+        size: The image's (width, height).
+        num_labels: The classes the model predicts (`UNet.num_labels`).
+
+    Returns:
+        The (H, W) uint8 mask, or None without a ground truth.
+
+    Raises:
+        InputError: Not an image, corrupt, values the model does not know, or a size other than the image's.
+    """
+    source = upload_path(source)
+    if source is None:
+        return None
+    try:
+        truth = load_mask(source, num_labels=num_labels)
+    except (ImageError, MaskError) as error:
+        raise InputError(f"Ground truth: {error}.") from error
+    except FileNotFoundError as error:
+        raise InputError("Ground truth: the uploaded file is gone from the server; upload it again.") from error
+    width, height = size
+    if truth.shape != (height, width):
+        raise InputError(
+            f"Ground truth: the mask is {truth.shape[1]}x{truth.shape[0]} pixels but the image is {width}x{height}. "
+            "Use the mask made for this image, at the image's size (resize masks only with nearest-neighbour)."
+        )
+    return truth
+
+
+def score(mask: np.ndarray, truth: np.ndarray, class_names: list[str]) -> dict[str, Any]:
+    """IoU and Dice per class, their means and the headline (`metrics.summary`); pixels marked 255 are ignored.
+
+    Args:
+        mask: Predicted class indices (H, W).
+        truth: True class indices (H, W), 255 for pixels to ignore.
+        class_names: One name a class, background first.
+    """
+    counts = confusion_counts(mask, truth, num_classes=len(class_names))
+    return summary(iou_from_counts(counts), dice_from_counts(counts), class_names)
+
+
+def _cell(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def scores_markdown(scores: dict[str, Any]) -> str:
+    """The scores as Markdown: a table of IoU and Dice per class and their mean, then the share and the time.
+
+    Args:
+        scores: `DemoResult.scores`.
+    """
+    parts = []
+    if "iou" in scores:
+        rows = ["| class | IoU | Dice |", "|:--|--:|--:|"]
+        for name, iou in scores["iou"]["per_class"].items():
+            rows.append(f"| {name} | {_cell(iou)} | {_cell(scores['dice']['per_class'][name])} |")
+        rows.append(f"| **mean** | **{_cell(scores['iou']['mean'])}** | **{_cell(scores['dice']['mean'])}** |")
+        parts.append("\n".join(rows))
+        if None in scores["iou"]["per_class"].values():
+            parts.append("— : the class is in neither mask, so it has no score and is left out of the mean.")
+    else:
+        parts.append("Add the ground-truth mask to see IoU and Dice.")
+    width, height = scores["image_size"]
+    parts.append(
+        f"Foreground: **{scores['foreground_share']:.1%}** of the {width}×{height} image · "
+        f"model {scores['seconds'] * 1000:.0f} ms · in all {scores['total_seconds'] * 1000:.0f} ms"
+    )
+    return "\n\n".join(parts)
+
+
+def error_legend_html() -> str:
+    """The error map's legend as HTML: a colour swatch and a label for each kind of pixel."""
+    swatch = (
+        '<span style="display:inline-block;width:0.9em;height:0.9em;background:{};border:1px solid #444;'
+        'vertical-align:middle;margin:0 0.3em 0 0.8em"></span>{}'
+    )
+    items = "".join(swatch.format(color, label) for label, color in error_legend())
+    return f'<div style="font-size:0.9em">{items}<span style="margin-left:0.8em">(true negatives: dimmed)</span></div>'
+
+
+def prune_downloads(folder: Path, max_age_s: float = DOWNLOADS_MAX_AGE_S) -> None:
+    """Delete the run folders under `folder` older than `max_age_s`, so a long-running server does not fill its disk."""
+    if not folder.is_dir():
+        return
+    cutoff = time.time() - max_age_s
+    for run in folder.iterdir():
+        if run.is_dir() and run.stat().st_mtime < cutoff:
+            shutil.rmtree(run, ignore_errors=True)  # another request may be pruning the same folder
+
+
+def _stem(source: ImageInput | None) -> str:
+    """The upload's file name without suffix, for the download names; "image" for a picture without a name."""
+    if isinstance(source, str | Path) and Path(source).stem:
+        return Path(source).stem
+    return "image"
+
+
+def segment(
+    predictor: Predictor,
+    image: ImageInput | None,
+    ground_truth: ImageInput | None = None,
+    threshold: float = 0.5,
+    opacity: float = 0.5,
+    flip: bool = False,
+    *,
+    downloads: str | Path | None = None,
+    max_pixels: int = MAX_PIXELS,
+) -> DemoResult:
+    """Segment one image, draw the overlays, and score the prediction when a ground truth is given.
+
+    Args:
+        predictor: The model and its preprocessing.
+        image: A path, a PIL image or a Gradio file payload.
+        ground_truth: The true mask (class indices; 0/255 for binary), the image's size; None for none.
+        threshold: Foreground probability from which a pixel is foreground (binary models only).
+        opacity: Opacity of the mask colours in the overlays, 0 to 1.
+        flip: Average with the mirrored image (test-time augmentation, twice the time).
+        downloads: Folder for the mask and overlay PNGs (a new folder per run inside it); default a folder in the
+            system's temporary directory. Run folders older than an hour are deleted.
+        max_pixels: Larger images are refused.
+
+    Raises:
+        InputError: The inputs cannot be used; the message says why and what to do.
+    """
+    started = time.perf_counter()
+    if not 0.0 <= threshold <= 1.0:
+        raise InputError(f"The threshold must lie between 0 and 1, got {threshold}.")
+    if not 0.0 <= opacity <= 1.0:
+        raise InputError(f"The opacity must lie between 0 and 1, got {opacity}.")
+    picture = read_image(image, max_pixels)
+    model = predictor.model
+    truth = read_ground_truth(ground_truth, picture.size, model.num_labels)
+
+    prediction = predictor.predict(picture, threshold=threshold, flip=flip)
+    full_overlay = overlay(picture, prediction.mask, alpha=opacity)
+    shown = resize_for_model(picture, DISPLAY_MAX_SIDE)
+    scores: dict[str, Any] = {}
+    truth_overlay = errors = None
+    if truth is not None:
+        scores = score(prediction.mask, truth, model.class_names)
+        truth_overlay = resize_for_model(overlay(picture, truth, alpha=opacity), DISPLAY_MAX_SIDE)
+        errors = resize_for_model(error_map(prediction.mask, truth, picture), DISPLAY_MAX_SIDE)
+
+    folder = Path(downloads) if downloads is not None else Path(tempfile.gettempdir()) / "unet-demo"
+    prune_downloads(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    run = Path(tempfile.mkdtemp(prefix="run-", dir=folder))
+    stem = _stem(upload_path(image))
+    mask_file, overlay_file = run / f"{stem}_mask.png", run / f"{stem}_overlay.png"
+    mask_to_image(prediction.mask).save(mask_file, format="PNG")
+    full_overlay.save(overlay_file, format="PNG", compress_level=1)  # fast; the picture is big and photo-like
+
+    scores.update(
+        foreground_share=prediction.foreground_share(),
+        image_size=[picture.width, picture.height],
+        threshold=threshold if model.is_binary else None,
+        flip=flip,
+        seconds=prediction.seconds,
+        total_seconds=time.perf_counter() - started,
+    )
+    return DemoResult(
+        image=shown,
+        mask=prediction.mask,
+        overlay=resize_for_model(full_overlay, DISPLAY_MAX_SIDE),
+        truth_overlay=truth_overlay,
+        error_map=errors,
+        scores=scores,
+        table=scores_markdown(scores),
+        mask_file=mask_file,
+        overlay_file=overlay_file,
+    )
+
+
+def example_pairs(folder: str | Path) -> list[tuple[Path, Path]]:
+    """(image, mask) pairs from `folder/images/*` and `folder/masks/<same stem>.png`, sorted; images without a mask
+    are left out.
+
+    Args:
+        folder: A folder holding `images/` and `masks/`.
+    """
+    folder = Path(folder)
+    pairs = []
+    for image in sorted((folder / "images").glob("*")):
+        mask = folder / "masks" / f"{image.stem}.png"
+        if image.suffix.lower() in EXAMPLE_IMAGE_SUFFIXES and mask.is_file():
+            pairs.append((image, mask))
+    return pairs
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The model panel
+
+
+def _read_json(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The JSON object in `path`, or None and why not."""
+    if not path.is_file():
+        return None, f"no {path.name}"
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        return None, f"{path.name} is unreadable ({error})"
+    if not isinstance(content, dict):
+        return None, f"{path.name} does not hold a JSON object"
+    return content, None
+
+
+def _card(info: WeightsInfo) -> ModelCard | None:
+    """The parsed model card, or None when there is none."""
+    return ModelCard(info.card, ignore_metadata_errors=True) if info.card else None
+
+
+def _weights_line(info: WeightsInfo) -> str:
+    if info.repo_id is not None:
+        return f"Hugging Face Hub repo `{info.repo_id}`, revision `{info.revision}`, commit `{info.commit}`"
+    if info.folder.resolve() == BUNDLED_WEIGHTS.resolve():
+        return f"the bundled model, folder `{info.folder}`"
+    return f"local folder `{info.folder}`"
+
+
+def _network_line(model: UNet, config: dict[str, Any] | None) -> str:
+    parameters = sum(parameter.numel() for parameter in model.parameters())
+    kind = "binary" if model.is_binary else f"{model.num_labels}-class"
+    details = ""
+    if config:
+        shown = ("base_width", "depth", "upsampling", "norm")
+        details = ", " + ", ".join(f"{key.replace('_', ' ')} {config[key]}" for key in shown if key in config)
+    classes = ", ".join(model.class_names)
+    return f"U-Net, {kind} ({classes}){details}; {parameters:,} parameters"
+
+
+def _training_line(info: WeightsInfo, card: ModelCard | None) -> str:
+    arguments, problem = _read_json(info.folder / "training_args.json")
+    if arguments and arguments.get("data"):
+        return f"`{arguments['data']}` (from training_args.json)"
+    datasets = getattr(card.data, "datasets", None) if card else None
+    if datasets:
+        return ", ".join(f"`{name}`" for name in datasets) + " (from the model card)"
+    return f"not recorded ({problem or 'training_args.json names no data'}, and the model card names no data set)"
+
+
+def _eval_section(info: WeightsInfo, card: ModelCard | None) -> str:
+    scores, problem = _read_json(info.folder / "eval.json")
+    if scores and isinstance(scores.get("iou"), dict) and isinstance(scores.get("dice"), dict):
+        rows = ["| class | IoU | Dice |", "|:--|--:|--:|"]
+        for name, iou in scores["iou"].get("per_class", {}).items():
+            rows.append(f"| {name} | {_cell(iou)} | {_cell(scores['dice'].get('per_class', {}).get(name))} |")
+        rows.append(f"| **mean** | {_cell(scores['iou'].get('mean'))} | {_cell(scores['dice'].get('mean'))} |")
+        headline = scores.get("headline", {})
+        where = (
+            f"on `{scores.get('dataset', '?')}` ({scores.get('num_images', '?')} images), "
+            f"evaluated {scores.get('date', '?')} (eval.json)"
+        )
+        return (
+            f"**Test scores:** IoU **{_cell(headline.get('iou'))}**, Dice **{_cell(headline.get('dice'))}** "
+            f"{where}\n\n" + "\n".join(rows)
+        )
+    results = getattr(card.data, "eval_results", None) if card else None
+    if results:
+        listed = ", ".join(f"{result.metric_name} {_cell(result.metric_value)}" for result in results[:4])
+        return f"**Test scores** on `{results[0].dataset_name}` (from the model card): {listed}"
+    return f"**Test scores:** none found ({problem}, and the model card lists no scores)."
+
+
+def model_panel(model: UNet, info: WeightsInfo, warning: str | None = None) -> str:
+    """Markdown for the model panel: which weights, the network, its training data and its test scores.
+
+    Args:
+        model: The loaded network.
+        info: Where its weights came from (`load_model`).
+        warning: The fallback warning of `load_model_with_fallback`, shown first when given.
+    """
+    card = _card(info)
+    config, _ = _read_json(info.folder / CONFIG_FILE)
+    parts = []
+    if warning:
+        parts.append(f"⚠️ **{warning}**")
+    parts += [
+        f"**Weights:** {_weights_line(info)}",
+        f"**Network:** {_network_line(model, config)}",
+        f"**Trained on:** {_training_line(info, card)}",
+        _eval_section(info, card),
+    ]
+    if info.repo_id is None:  # a local folder: say which of the files a checkpoint ships with are missing
+        expected = (CARD_FILE, "training_args.json", "eval.json", "curves.png")
+        missing = [name for name in expected if not (info.folder / name).is_file()]
+        if missing:
+            parts.append(f"Not in `{info.folder}`: {', '.join(missing)}.")
+    return "\n\n".join(parts)
+
+
+def model_card_text(info: WeightsInfo) -> str:
+    """The model card's text without its YAML metadata, or a line saying there is none."""
+    card = _card(info)
+    if card is None:
+        return f"No model card ({CARD_FILE}) came with these weights."
+    return card.text.strip() or f"The model card ({CARD_FILE}) holds metadata only."
+
+
+def curves_file(info: WeightsInfo) -> Path | None:
+    """The training curves picture beside the weights, or None."""
+    path = info.folder / "curves.png"
+    return path if path.is_file() else None
+
+
+def warning_markdown(warning: str | None) -> str:
+    """The banner shown at the top of the page when the requested weights failed and the bundled ones are used."""
+    return "" if not warning else f"⚠️ **Using the bundled model: the requested weights did not load.** {warning}"
