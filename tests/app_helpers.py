@@ -42,8 +42,14 @@ def free_port() -> int:
 
 
 def start_app(*args: str, log: Path) -> subprocess.Popen:
-    """Start `python app.py ARGS` from the repository root, offline, with stdout and stderr going to `log`."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    """Start `python app.py ARGS` from the repository root, offline, its output in `log`, its caches beside it."""
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "GRADIO_EXAMPLES_CACHE": str(log.parent / "examples-cache"),
+        "PYTHONUNBUFFERED": "1",
+    }
     with log.open("w") as output:
         return subprocess.Popen(
             [sys.executable, "app.py", *args], cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT

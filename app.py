@@ -1,0 +1,315 @@
+"""The U-Net demo: upload an image (and, to score it, its true mask) to see the segmentation, IoU and Dice.
+
+    python app.py [--host H] [--port P] [--share] [--weights FOLDER|USER/NAME[@REV]]
+
+This file only lays out the page and wires its events; every step of the work is in `unet.demo`. The same run is
+the `/segment` API endpoint: `gradio_client.Client(URL).predict(handle_file("photo.jpg"), None, api_name="/segment")`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from unet.demo import (
+    DemoResult,
+    ImageInput,
+    InputError,
+    curves_file,
+    error_legend_html,
+    example_pairs,
+    model_card_text,
+    model_panel,
+    segment,
+    warning_markdown,
+)
+from unet.hub import WeightsError, WeightsInfo, add_weights_argument, load_model_with_fallback
+from unet.predict import Predictor
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # otherwise Gradio looks up its servers at launch
+import gradio as gr
+
+EXAMPLES = Path(__file__).resolve().parent / "examples"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+DEFAULT_THRESHOLD = 0.5
+DEFAULT_OPACITY = 0.5
+MAX_FILE_SIZE = "20mb"
+# One run at a time: a forward pass already uses every core, so a second one would only slow both down.
+CONCURRENCY_LIMIT = 1
+QUEUE_SIZE = 16  # further visitors are told the queue is full rather than left waiting minutes
+IMAGE_HEIGHT = 300
+
+# What one run returns, in the order of `OUTPUTS` in `build_demo`: the mask file first, as the API documents it.
+Outputs = tuple[
+    str | None,  # mask PNG (class indices, full size)
+    Image.Image | None,  # prediction overlay
+    Image.Image | None,  # ground-truth overlay
+    Image.Image | None,  # error map
+    dict[str, Any] | None,  # scores as JSON
+    str,  # scores as Markdown
+    str | None,  # overlay PNG (full size)
+    Image.Image | None,  # the image as the model saw it
+    tuple[Image.Image, Image.Image] | None,  # before / after
+]
+NO_OUTPUTS: Outputs = (None, None, None, None, None, "", None, None, None)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Handlers
+
+
+def _outputs(result: DemoResult) -> Outputs:
+    return (
+        str(result.mask_file),
+        result.overlay,
+        result.truth_overlay,
+        result.error_map,
+        result.scores,
+        result.table,
+        str(result.overlay_file),
+        result.image,
+        (result.image, result.overlay),
+    )
+
+
+def segment_image(
+    predictor: Predictor,
+    image: ImageInput | None,
+    ground_truth: ImageInput | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    opacity: float = DEFAULT_OPACITY,
+    flip: bool = False,
+) -> Outputs:
+    """Segment an image and score it against the ground truth when one is given; bad input becomes a `gr.Error`."""
+    try:
+        return _outputs(segment(predictor, image, ground_truth, threshold, opacity, flip))
+    except InputError as error:
+        raise gr.Error(str(error), title="Cannot use this input", print_exception=False) from error
+
+
+def segment_new_input(
+    predictor: Predictor,
+    image: ImageInput | None,
+    ground_truth: ImageInput | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    opacity: float = DEFAULT_OPACITY,
+    flip: bool = False,
+) -> Outputs:
+    """`segment_image` for a new upload; clearing the image clears the results instead of asking for an image."""
+    if image is None:
+        return NO_OUTPUTS
+    return segment_image(predictor, image, ground_truth, threshold, opacity, flip)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Layout and wiring
+
+
+def build_demo(predictor: Predictor, info: WeightsInfo, warning: str | None = None) -> gr.Blocks:
+    """The page for `predictor`, with its queue set: inputs, results, examples, the model panel and the API.
+
+    Args:
+        predictor: The model the page runs.
+        info: Where its weights came from (`load_model_with_fallback`).
+        warning: The fallback warning of `load_model_with_fallback`: shown as a banner when given.
+    """
+    model = predictor.model
+    curves = curves_file(info)
+    examples = example_pairs(EXAMPLES)
+    # Gradio's API inspects the handlers' signatures: these keep the parameter names and defaults, less `predictor`.
+    run = functools.partial(segment_image, predictor)
+    run_new = functools.partial(segment_new_input, predictor)
+
+    with gr.Blocks(title="U-Net segmentation", delete_cache=(3600, 3600)) as demo:
+        gr.Markdown(
+            "# U-Net segmentation\n"
+            "Upload, drop, paste or photograph an image to segment it. Add its ground-truth mask to see IoU, Dice "
+            "and where the prediction is wrong.",
+            elem_id="intro",
+        )
+        gr.Markdown(warning_markdown(warning), visible=bool(warning), elem_id="warning")
+
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=300):
+                image = gr.Image(
+                    label="Image",
+                    sources=["upload", "clipboard", "webcam"],
+                    type="filepath",
+                    format="png",
+                    height=IMAGE_HEIGHT,
+                    elem_id="image",
+                )
+                ground_truth = gr.Image(
+                    label="Ground-truth mask (optional): PNG of class indices, or 0/255",
+                    sources=["upload", "clipboard"],
+                    type="filepath",
+                    format="png",
+                    image_mode=None,  # keep the class indices: never convert a mask to RGB
+                    height=IMAGE_HEIGHT // 2,
+                    elem_id="ground-truth",
+                )
+                threshold = gr.Slider(
+                    0.0,
+                    1.0,
+                    value=DEFAULT_THRESHOLD,
+                    step=0.05,
+                    label="Threshold: foreground probability from which a pixel is foreground",
+                    visible=model.is_binary,
+                    elem_id="threshold",
+                )
+                opacity = gr.Slider(
+                    0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="opacity"
+                )
+                flip = gr.Checkbox(
+                    label="Flip test-time augmentation (average with the mirrored image; twice the time)",
+                    elem_id="flip",
+                )
+                run_button = gr.Button("Run", variant="primary", elem_id="run")
+
+            with gr.Column(scale=2, min_width=400):
+                before_after = gr.ImageSlider(
+                    label="Before / after: drag the handle",
+                    format="png",
+                    type="pil",
+                    interactive=False,
+                    max_height=520,
+                    elem_id="before-after",
+                )
+                scores = gr.Markdown("Upload an image to see its segmentation.", label="Scores table", elem_id="scores")
+                with gr.Row():
+                    mask_file = gr.File(label="Mask PNG (class indices, full size)", elem_id="mask-file")
+                    overlay_file = gr.File(label="Overlay PNG (full size)", elem_id="overlay-file")
+
+        with gr.Row(equal_height=True):
+            shown = gr.Image(label="Image", format="png", interactive=False, elem_id="image-shown")
+            prediction = gr.Image(label="Prediction", format="png", interactive=False, elem_id="prediction")
+            truth_overlay = gr.Image(label="Ground truth", format="png", interactive=False, elem_id="truth-overlay")
+            error_map = gr.Image(
+                label="Error map (needs a ground truth)", format="png", interactive=False, elem_id="error-map"
+            )
+        gr.HTML(error_legend_html(), elem_id="error-legend")
+        with gr.Accordion("Scores as JSON (what the /segment API returns)", open=False, elem_id="json-panel"):
+            scores_json = gr.JSON(label="Scores", open=True, elem_id="scores-json")
+
+        inputs = [image, ground_truth, threshold, opacity, flip]
+        outputs = [
+            mask_file,
+            prediction,
+            truth_overlay,
+            error_map,
+            scores_json,
+            scores,
+            overlay_file,
+            shown,
+            before_after,
+        ]
+        if examples:
+            gr.Examples(
+                # The defaults travel with each example, so a click also resets the sliders the cached result used.
+                examples=[
+                    [str(picture), str(mask), DEFAULT_THRESHOLD, DEFAULT_OPACITY, False] for picture, mask in examples
+                ],
+                inputs=inputs,
+                outputs=outputs,
+                fn=run,
+                cache_examples=True,
+                cache_mode="lazy",
+                preprocess=False,
+                visible_columns=[0, 1],
+                example_labels=[picture.stem for picture, _ in examples],
+                label="Examples: an image and its true mask from the held-out test split",
+                api_name="load_example",
+                elem_id="examples",
+            )
+
+        with gr.Accordion("Model", open=bool(warning), elem_id="model-panel"):
+            gr.Markdown(model_panel(model, info, warning), elem_id="model-info")
+            if curves is not None:
+                gr.Image(
+                    str(curves),
+                    label="Training curves",
+                    format="png",
+                    interactive=False,
+                    elem_id="curves",
+                )
+            with gr.Accordion("Model card", open=False, elem_id="model-card-panel"):
+                gr.Markdown(model_card_text(info), elem_id="model-card")
+
+        run_button.click(run, inputs, outputs, api_name="segment", preprocess=False)
+        gr.on(
+            [image.change, ground_truth.change],
+            run_new,
+            inputs,
+            outputs,
+            api_name="segment_new_input",
+            api_visibility="undocumented",
+            preprocess=False,
+            trigger_mode="always_last",
+        )
+    return demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Command line
+
+
+def launch(demo: gr.Blocks, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, share: bool = False) -> None:
+    """Start serving `demo` without blocking; say plainly when a requested share link could not be made."""
+    demo.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        max_file_size=MAX_FILE_SIZE,
+        prevent_thread_lock=True,
+    )
+    if share and not demo.share_url:
+        print(
+            "\nNo public link was created: Gradio could not reach its share server (is this machine offline?). "
+            f"The demo runs only at {demo.local_url} ; to reach it from another machine, start it with "
+            "--host 0.0.0.0 on a network you trust, or deploy it.",
+            flush=True,
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("GRADIO_SERVER_NAME", DEFAULT_HOST),
+        help=f"address to serve on (default: $GRADIO_SERVER_NAME, else {DEFAULT_HOST}; 0.0.0.0 for every interface)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=os.environ.get("GRADIO_SERVER_PORT", str(DEFAULT_PORT)),
+        help=f"port to serve on (default: $GRADIO_SERVER_PORT, else {DEFAULT_PORT})",
+    )
+    parser.add_argument("--share", action="store_true", help="also ask Gradio for a temporary public link")
+    add_weights_argument(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(format="%(message)s")
+    logging.getLogger("unet").setLevel(logging.INFO)  # which weights loaded; not every HTTP request Gradio makes
+
+    try:
+        model, info, warning = load_model_with_fallback(args.weights)
+    except WeightsError as error:
+        sys.exit(f"error: {error}")
+    # Examples are cached at first use; a folder per server keeps results of other weights from showing up.
+    os.environ.setdefault("GRADIO_EXAMPLES_CACHE", tempfile.mkdtemp(prefix="unet-demo-examples-"))
+    demo = build_demo(Predictor(model), info, warning)
+    launch(demo, args.host, args.port, args.share)
+    demo.block_thread()
+
+
+if __name__ == "__main__":
+    main()

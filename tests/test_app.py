@@ -1,0 +1,212 @@
+"""The Gradio app through a real server: the /segment API, its scores, its errors, the page's parts and the CLI."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+from app_helpers import EXAMPLE_IMAGE, EXAMPLE_MASK, free_port, save_tiny_checkpoint, start_app, stop, wait_until_up
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+import app
+from unet import metrics
+from unet.demo import segment
+from unet.hub import WeightsError, load_model
+from unet.predict import Predictor
+from unet.preprocessing import load_mask
+
+WARNING = "Could not load user/missing from the Hub: offline. Using the bundled model instead."
+# The /segment outputs, in order (see app.Outputs).
+MASK, PREDICTION, TRUTH, ERRORS, JSON, TABLE, OVERLAY, SHOWN, BEFORE_AFTER = range(9)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def predictor(weights: Path) -> Predictor:
+    return Predictor(load_model(weights)[0])
+
+
+@pytest.fixture(scope="module")
+def demo(weights: Path, predictor: Predictor, tmp_path_factory: pytest.TempPathFactory) -> Iterator[gr.Blocks]:
+    """The app with the tiny model and a fallback warning, served in this process on a free port."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path_factory.mktemp("examples-cache")))
+        blocks = app.build_demo(predictor, load_model(weights)[1], WARNING)
+    app.launch(blocks, "127.0.0.1", free_port())
+    yield blocks
+    blocks.close()
+
+
+@pytest.fixture(scope="module")
+def client(demo: gr.Blocks) -> Client:
+    return Client(demo.local_url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def small_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("inputs") / "small.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def scores_from_metrics(mask: np.ndarray, truth: np.ndarray) -> dict[str, list[float]]:
+    return {"iou": list(metrics.iou(mask, truth, 2)), "dice": list(metrics.dice(mask, truth, 2))}
+
+
+def components(demo: gr.Blocks) -> list[gr.components.Component]:
+    return [block for block in demo.blocks.values() if isinstance(block, gr.components.Component)]
+
+
+def test_page_parts_have_ids_png_images_and_named_events(demo: gr.Blocks) -> None:
+    parts = components(demo)
+    by_id = {part.elem_id: part for part in parts}
+    assert all(part.elem_id for part in parts), [type(part).__name__ for part in parts if not part.elem_id]
+    images = [part for part in parts if isinstance(part, gr.Image | gr.ImageSlider)]
+    assert {image.format for image in images} == {"png"}
+    assert by_id["image"].sources == ["upload", "clipboard", "webcam"]
+    assert by_id["image"].type == by_id["ground-truth"].type == "filepath"
+    for name in ("prediction", "truth-overlay", "error-map", "before-after", "scores", "scores-json", "mask-file"):
+        assert name in by_id
+    assert by_id["warning"].visible and WARNING in by_id["warning"].value
+    assert WARNING in by_id["model-info"].value
+    assert "true positive" in by_id["error-legend"].value
+    assert all(function.api_name for function in demo.fns.values())
+    assert "segment" in {function.api_name for function in demo.fns.values()}
+    assert demo._queue.max_size == app.QUEUE_SIZE
+
+
+def test_segment_with_ground_truth_returns_the_scores_of_its_mask(client: Client) -> None:
+    result = client.predict(handle_file(EXAMPLE_IMAGE), handle_file(EXAMPLE_MASK), api_name="/segment")
+
+    truth = load_mask(EXAMPLE_MASK, num_labels=2)
+    with Image.open(result[MASK]) as mask_file:
+        assert mask_file.format == "PNG" and mask_file.size == (truth.shape[1], truth.shape[0])
+        mask = np.asarray(mask_file)
+    assert set(np.unique(mask)) == {0, 1}  # the tiny model's threshold splits this image
+    expected = scores_from_metrics(mask, truth)
+    scores = result[JSON]
+    for name in ("iou", "dice"):
+        per_class = scores[name]["per_class"]
+        assert [per_class["background"], per_class["foreground"]] == pytest.approx(expected[name], abs=1e-12)
+        assert scores[name]["mean"] == pytest.approx(np.nanmean(expected[name]), abs=1e-12)
+    assert f"**{scores['iou']['mean']:.4f}**" in result[TABLE]
+    for output in (PREDICTION, TRUTH, ERRORS, OVERLAY, SHOWN):
+        with Image.open(result[output]) as picture:
+            assert picture.format == "PNG"
+
+
+def test_segment_without_ground_truth_passes_the_other_inputs(client: Client, small_image: Path) -> None:
+    result = client.predict(handle_file(small_image), None, 0.0, 0.3, True, api_name="/segment")
+
+    assert "iou" not in result[JSON] and result[TRUTH] is None and result[ERRORS] is None
+    assert result[JSON]["foreground_share"] == 1.0  # threshold 0: every pixel is foreground
+    assert result[JSON]["flip"] is True
+    assert "Add the ground-truth mask" in result[TABLE]
+    assert len(result[BEFORE_AFTER]) == 2
+
+
+def test_the_api_segments_like_unet_demo(client: Client, predictor: Predictor, tmp_path: Path) -> None:
+    result = client.predict(handle_file(EXAMPLE_IMAGE), None, api_name="/segment")
+    direct = segment(predictor, EXAMPLE_IMAGE, downloads=tmp_path)
+    with Image.open(result[MASK]) as mask_file:
+        np.testing.assert_array_equal(np.asarray(mask_file), direct.mask)
+
+
+def _text_file(folder: Path) -> tuple[Path, Path | None]:
+    (folder / "notes.txt").write_text("not an image")
+    return folder / "notes.txt", None
+
+
+def _truncated_png(folder: Path) -> tuple[Path, Path | None]:
+    (folder / "cut.png").write_bytes(EXAMPLE_MASK.read_bytes()[:200])
+    return folder / "cut.png", None
+
+
+def _huge_png(folder: Path) -> tuple[Path, Path | None]:
+    Image.new("1", (5000, 4000)).save(folder / "huge.png")  # 20 megapixels in a few kilobytes
+    return folder / "huge.png", None
+
+
+def _truth_of_another_size(folder: Path) -> tuple[Path, Path | None]:
+    Image.new("L", (20, 10)).save(folder / "small_truth.png")
+    return EXAMPLE_IMAGE, folder / "small_truth.png"
+
+
+def _truth_with_unknown_values(folder: Path) -> tuple[Path, Path | None]:
+    truth = load_mask(EXAMPLE_MASK) * 3
+    Image.fromarray(truth).save(folder / "threes.png")
+    return EXAMPLE_IMAGE, folder / "threes.png"
+
+
+BAD_INPUTS = {
+    "text file": (_text_file, "Image: the file is not an image in a known format"),
+    "truncated png": (_truncated_png, "Image: the image file is truncated or corrupt"),
+    "huge image": (_huge_png, "5000x4000 = 20,000,000 pixels, more than the 16,777,216 allowed; downscale it first"),
+    "truth of another size": (_truth_of_another_size, "Ground truth: the mask is 20x10 pixels but the image is"),
+    "truth with unknown values": (
+        _truth_with_unknown_values,
+        "mask has values [0, 3]; this model predicts classes 0..1",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_gives_its_message_and_the_next_call_works(
+    client: Client, small_image: Path, tmp_path: Path, case: str
+) -> None:
+    make, words = BAD_INPUTS[case]
+    image, truth = make(tmp_path)
+    with pytest.raises(AppError) as raised:
+        client.predict(handle_file(image), handle_file(truth) if truth else None, api_name="/segment")
+    assert words in str(raised.value)
+
+    result = client.predict(handle_file(small_image), None, api_name="/segment")
+    assert result[JSON]["image_size"] == [32, 24]
+
+
+def test_main_exits_with_the_reason_when_no_weights_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(source: str | None) -> None:
+        raise WeightsError(f"Could not load folder {source}: it does not exist")
+
+    monkeypatch.setattr(app, "load_model_with_fallback", fail)
+    with pytest.raises(SystemExit, match="error: Could not load folder /nowhere: it does not exist"):
+        app.main(["--weights", "/nowhere"])
+
+
+@pytest.mark.slow
+def test_cli_serves_the_given_weights_and_says_when_share_fails(
+    weights: Path, predictor: Predictor, tmp_path: Path
+) -> None:
+    port = free_port()
+    log = tmp_path / "app.log"
+    process = start_app("--weights", str(weights), "--port", str(port), "--share", log=log)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_until_up(url, process, log)
+        result = Client(url, verbose=False).predict(handle_file(EXAMPLE_IMAGE), None, api_name="/segment")
+        with Image.open(result[MASK]) as mask_file:
+            np.testing.assert_array_equal(np.asarray(mask_file), segment(predictor, EXAMPLE_IMAGE).mask)
+
+        deadline = time.monotonic() + 30  # the share attempt ends after the server answers
+        while not re.search("No public link was created|Running on public URL", log.read_text()):
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        output = log.read_text()
+        offline = "Could not create share link" in output
+        assert ("No public link was created" in output) == offline, output
+        if offline:
+            assert f"The demo runs only at {url}" in output
+        assert process.poll() is None, "the app must keep serving after a failed share link"
+    finally:
+        stop(process)
