@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from unet.hub import add_weights_argument, load_model, resolve_weights
+from unet.hub import WeightsError, add_weights_argument, load_model, resolve_weights
 from unet.model import UNet
 from unet.preprocessing import (
     ImageError,
@@ -115,7 +115,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, help="shrink larger images to this side")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    model, _ = load_model(resolve_weights(args.weights))
+    try:
+        model, _ = load_model(resolve_weights(args.weights))
+    except WeightsError as error:  # a message, as evaluate and hub give, not a traceback
+        sys.exit(f"error: {error}")
     failures = predict_files(Predictor(model, args.max_side), args.images, args.out, args.threshold, args.flip)
     sys.exit(1 if failures else 0)
 
