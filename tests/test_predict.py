@@ -1,0 +1,148 @@
+"""The predict CLI on generated images of every common mode: the files it writes, their sizes and values, and how it
+reports inputs it cannot read while it goes on with the others."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from unet.hub import load_model
+from unet.model import UNet
+from unet.predict import Predictor, main
+from unet.preprocessing import load_image
+
+# name: (mode, (width, height))
+INPUTS = {
+    "photo.jpg": ("RGB", (64, 48)),
+    "cutout.png": ("RGBA", (40, 56)),
+    "scan.png": ("L", (50, 50)),
+    "odd.png": ("RGB", (97, 131)),
+}
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """INPUTS written as noise in their mode; the RGBA one half transparent."""
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    paths = {}
+    for name, (mode, (width, height)) in INPUTS.items():
+        channels = len(mode)
+        pixels = rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
+        if mode == "RGBA":
+            pixels[:, : width // 2, 3] = 0
+        image = Image.fromarray(pixels[..., 0] if channels == 1 else pixels, mode)
+        image.save(folder / name)
+        paths[name] = folder / name
+    return paths
+
+
+def weights(folder: Path, num_classes: int) -> Path:
+    """A tiny random U-Net saved as a weights folder, its batch-norm statistics those of noise images, so that
+    (unlike a freshly built one, whose output is nearly constant) its masks mix classes."""
+    torch.manual_seed(0)
+    model = UNet(num_classes=num_classes, base_width=4, depth=2)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None  # a plain average over the batches below
+    with torch.no_grad():
+        model.train()(torch.rand(4, 3, 64, 64) * 4 - 2)
+    model.save_pretrained(folder)
+    return folder
+
+
+def run(argv: list[str | Path]) -> int:
+    """main(argv) and its exit status: it always ends with sys.exit."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(arg) for arg in argv])
+    return exit_info.value.code
+
+
+@pytest.mark.parametrize("num_classes", [1, 3])
+def test_writes_mask_and_overlay_of_the_input_size(
+    images: dict[str, Path], tmp_path: Path, num_classes: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model_dir = weights(tmp_path / "weights", num_classes)
+    out = tmp_path / "out"
+    assert run(["--weights", model_dir, *images.values(), "--out", out]) == 0
+
+    stems = [Path(name).stem for name in INPUTS]
+    assert sorted(path.name for path in out.iterdir()) == sorted(
+        [f"{s}.png" for s in stems] + [f"{s}_overlay.png" for s in stems]
+    )
+    num_labels = max(2, num_classes)
+    predictor = Predictor(load_model(model_dir)[0])
+    for name, (_, size) in INPUTS.items():
+        stem = Path(name).stem
+        with Image.open(out / f"{stem}.png") as mask_file:
+            assert mask_file.format == "PNG" and mask_file.mode == "L" and mask_file.size == size
+            mask = np.asarray(mask_file)
+        assert set(np.unique(mask)) <= set(range(num_labels)) and len(np.unique(mask)) > 1
+        # The CLI writes what the Python API predicts for the same file.
+        np.testing.assert_array_equal(mask, predictor.predict(images[name]).mask)
+        with Image.open(out / f"{stem}_overlay.png") as overlay_file:
+            assert overlay_file.format == "PNG" and overlay_file.mode == "RGB" and overlay_file.size == size
+            overlay = np.asarray(overlay_file)
+        # Background pixels are the input as the model saw it (RGBA composited onto white), the rest are tinted.
+        seen = np.asarray(load_image(images[name]))
+        assert np.array_equal(overlay[mask == 0], seen[mask == 0])
+        assert not np.array_equal(overlay[mask != 0], seen[mask != 0])
+    printed = capsys.readouterr().out
+    assert all(f"{out / stem}.png" in printed for stem in stems)
+
+
+def test_threshold_decides_binary_masks(images: dict[str, Path], tmp_path: Path) -> None:
+    model_dir = weights(tmp_path / "weights", 1)
+    shares = {}
+    for threshold in ("0", "0.5", "1"):
+        out = tmp_path / f"out{threshold}"
+        assert run(["--weights", model_dir, images["odd.png"], "--out", out, "--threshold", threshold]) == 0
+        mask = np.asarray(Image.open(out / "odd.png"))
+        assert mask.shape == (131, 97)
+        shares[threshold] = mask.mean()
+    # Every probability is >= 0; a sigmoid reaches 1.0 in float32 only for logits above ~17.
+    assert shares["0"] == 1.0 and shares["1"] < 0.01 and 0.05 < shares["0.5"] < 0.95
+
+
+def test_unreadable_inputs_are_reported_and_the_rest_still_processed(
+    images: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model_dir = weights(tmp_path / "weights", 1)
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(images["photo.jpg"].read_bytes()[:200])
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("not a picture")
+    missing = tmp_path / "missing.png"
+    out = tmp_path / "out"
+
+    status = run(
+        ["--weights", model_dir, missing, images["photo.jpg"], corrupt, not_image, images["odd.png"], "--out", out]
+    )
+    assert status == 1
+    assert sorted(path.name for path in out.iterdir()) == [
+        "odd.png",
+        "odd_overlay.png",
+        "photo.png",
+        "photo_overlay.png",
+    ]
+    error = capsys.readouterr().err
+    assert f"skipped {missing}: " in error and "No such file or directory" in error
+    assert f"skipped {corrupt}: the image file is truncated or corrupt" in error
+    assert f"skipped {not_image}: the file is not an image in a known format" in error
+    assert error.count("skipped") == 3
+
+
+def test_bad_weights_exit_with_a_message_not_a_traceback(images: dict[str, Path], tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "out"
+    status = run(["--weights", empty, images["photo.jpg"], "--out", out])
+    assert isinstance(status, str) and status.startswith(f"error: Could not load folder {empty}")
+    assert "model.safetensors" in status
+    status = run(["--weights", tmp_path / "nowhere", images["photo.jpg"], "--out", out])
+    assert isinstance(status, str) and "neither an existing folder nor a Hub repo id" in status
+    assert not out.exists()
