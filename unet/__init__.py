@@ -1,7 +1,24 @@
 """A U-Net for image segmentation: the model, preprocessing, metrics, data, training, evaluation and weights."""
 
-from unet.hub import WeightsError, WeightsInfo, load_model
+from importlib import import_module
+from typing import Any
+
 from unet.model import UNet
-from unet.predict import Prediction, Predictor
+
+# Imported on first use, so `python -m unet.hub` or `python -m unet.predict` do not find their own module already
+# imported by the package (runpy warns about that), and `import unet` stays light.
+_LAZY = {
+    "Prediction": "unet.predict",
+    "Predictor": "unet.predict",
+    "WeightsError": "unet.hub",
+    "WeightsInfo": "unet.hub",
+    "load_model": "unet.hub",
+}
 
 __all__ = ["Prediction", "Predictor", "UNet", "WeightsError", "WeightsInfo", "load_model"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'unet' has no attribute {name!r}")
