@@ -31,4 +31,4 @@ $python -m unet.evaluate --weights "$run/best" --images data/composites/test/ima
 cp "$run/curves.png" "$run/best/curves.png"
 rm -rf checkpoints
 $python -m unet.hub push --repo-id unet-tutorial/unet-composites --weights "$run/best" \
-  --eval-json "$run/eval/eval.json" --dry-run --out checkpoints
+  --eval-json "$run/eval/eval.json" --notes docs/model-card-notes.md --dry-run --out checkpoints

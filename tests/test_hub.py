@@ -377,3 +377,14 @@ def test_card_without_evaluation_says_so_and_has_no_scores(checkpoints):
     card = hub.build_model_card(checkpoints["main"], None)
     assert "Not evaluated yet" in card and "model-index" not in card
     assert 'unet.load_model("USER/NAME@<commit sha>")' in card
+
+
+def test_notes_flag_puts_the_markdown_in_the_card_before_the_training_section(trained_folder, tmp_path):
+    notes = tmp_path / "notes.md"
+    notes.write_text("## Training data\n\nClip art pasted on photographs.\n")
+    out = tmp_path / "upload"
+    hub.main(["push", "--repo-id", "me/unet-tiny", "--weights", str(trained_folder), "--notes", str(notes)]
+             + ["--dry-run", "--out", str(out)])  # fmt: skip
+    card = (out / "README.md").read_text()
+    assert card.index("## Intended use") < card.index("## Training data") < card.index("## Training\n")
+    assert "Clip art pasted on photographs." in card

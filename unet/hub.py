@@ -594,7 +594,9 @@ def _first_line(error: BaseException) -> str:
 # Model card and push
 
 
-def build_model_card(folder: str | Path, eval_json: dict | None = None, repo_id: str | None = None) -> str:
+def build_model_card(
+    folder: str | Path, eval_json: dict | None = None, repo_id: str | None = None, notes: str | None = None
+) -> str:
     """The README.md model card of a checkpoint folder: YAML metadata, then how it was trained, scored and loaded.
 
     Args:
@@ -602,6 +604,8 @@ def build_model_card(folder: str | Path, eval_json: dict | None = None, repo_id:
             are used when present).
         eval_json: The evaluate CLI's JSON; default the folder's eval.json. The scores come only from here.
         repo_id: The Hub repo the card is for, `USER/NAME`; a placeholder when None.
+        notes: Markdown placed after the intended use: what the training data is, what the model can and cannot be
+            expected to segment, the commands that rebuild it.
 
     Returns:
         The card's text.
@@ -636,6 +640,7 @@ def build_model_card(folder: str | Path, eval_json: dict | None = None, repo_id:
         "baseline to compare other models with.\n"
         "- Not for: medical, safety-critical or surveillance decisions, identifying people, or images unlike its "
         "training data: the scores below say nothing about other kinds of pictures.",
+        *([notes.strip()] if notes and notes.strip() else []),
         _training_section(folder, training),
         _evaluation_section(scores),
         "## Architecture\n\n" + _table({key: config[key] for key in sorted(config)}, "argument"),
@@ -729,7 +734,9 @@ def _read_json(path: Path) -> dict | None:
         raise ValueError(f"{path} is not valid JSON: {error}") from error
 
 
-def prepare_upload(folder: str | Path, repo_id: str, out: str | Path, eval_json: dict | None = None) -> list[Path]:
+def prepare_upload(
+    folder: str | Path, repo_id: str, out: str | Path, eval_json: dict | None = None, notes: str | None = None
+) -> list[Path]:
     """Write into `out` exactly what a push uploads: the checkpoint's files and a generated README.md.
 
     Args:
@@ -737,6 +744,7 @@ def prepare_upload(folder: str | Path, repo_id: str, out: str | Path, eval_json:
         repo_id: The Hub repo, `USER/NAME`.
         out: The folder to write; it may hold only files a push writes (earlier dry runs).
         eval_json: The evaluate CLI's JSON; default the folder's eval.json. Written as eval.json when given.
+        notes: Markdown for the card (`build_model_card`).
 
     Returns:
         The files written, sorted.
@@ -755,11 +763,18 @@ def prepare_upload(folder: str | Path, repo_id: str, out: str | Path, eval_json:
             (out / name).write_text(json.dumps(eval_json, indent=1) + "\n")
         else:
             shutil.copyfile(folder / name, out / name)
-    (out / CARD_FILE).write_text(build_model_card(folder, eval_json, repo_id), encoding="utf-8")
+    (out / CARD_FILE).write_text(build_model_card(folder, eval_json, repo_id, notes), encoding="utf-8")
     return sorted(out / name for name in [*names, CARD_FILE])
 
 
-def push(folder: str | Path, repo_id: str, *, private: bool = False, eval_json: dict | None = None) -> str:
+def push(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    private: bool = False,
+    eval_json: dict | None = None,
+    notes: str | None = None,
+) -> str:
     """Upload a checkpoint folder and its model card to the Hub; return the new commit's sha.
 
     Args:
@@ -767,13 +782,14 @@ def push(folder: str | Path, repo_id: str, *, private: bool = False, eval_json: 
         repo_id: The Hub repo, `USER/NAME`; created when missing (private when `private`).
         private: Create the repo private (an existing repo keeps its visibility).
         eval_json: The evaluate CLI's JSON; default the folder's eval.json.
+        notes: Markdown for the card (`build_model_card`).
 
     Returns:
         The sha of the commit that holds the upload.
     """
     api = HfApi()
     with tempfile.TemporaryDirectory(prefix="unet-hub-") as staging:
-        prepare_upload(folder, repo_id, staging, eval_json)
+        prepare_upload(folder, repo_id, staging, eval_json, notes)
         api.create_repo(repo_id, private=private, exist_ok=True)
         commit = api.upload_folder(
             repo_id=repo_id, folder_path=staging, commit_message=f"Upload U-Net weights from {Path(folder).name}"
@@ -799,6 +815,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="PATH",
         help="the evaluate CLI's JSON for the card's scores (default: the folder's eval.json)",
     )
+    push_parser.add_argument(
+        "--notes",
+        type=Path,
+        metavar="PATH",
+        help="a Markdown file for the card: the training data, what the model is and is not for, how to rebuild it",
+    )
     push_parser.add_argument("--private", action="store_true", help="create the repo private")
     push_parser.add_argument("--dry-run", action="store_true", help="write what would be uploaded; upload nothing")
     push_parser.add_argument(
@@ -812,13 +834,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"--repo-id must look like USER/NAME, got {args.repo_id!r}")
     try:
         eval_json = json.loads(args.eval_json.read_text()) if args.eval_json else None
+        notes = args.notes.read_text(encoding="utf-8") if args.notes else None
         if args.dry_run:
             out = args.out or Path(tempfile.mkdtemp(prefix="unet-hub-dry-run-"))
-            files = prepare_upload(args.weights, args.repo_id, out, eval_json)
+            files = prepare_upload(args.weights, args.repo_id, out, eval_json, notes)
             print(f"Dry run: would upload to {args.repo_id} the {len(files)} files in {out}:")
             print("\n".join(f"  {path.name}" for path in files))
         else:
-            commit = push(args.weights, args.repo_id, private=args.private, eval_json=eval_json)
+            commit = push(args.weights, args.repo_id, private=args.private, eval_json=eval_json, notes=notes)
             print(f"Uploaded to {constants.ENDPOINT}/{args.repo_id} at commit {commit}.")
             print(f'Load it with unet.load_model("{args.repo_id}@{commit}") or --weights {args.repo_id}@{commit}')
     except (WeightsError, ValueError, OSError, httpx2.HTTPError) as error:
