@@ -137,7 +137,7 @@ def build_demo(predictor: Predictor, info: WeightsInfo, warning: str | None = No
             "and where the prediction is wrong.",
             elem_id="intro",
         )
-        gr.Markdown(warning_markdown(warning), visible=bool(warning), elem_id="warning")
+        gr.Markdown(warning_markdown(warning), visible=bool(warning), container=True, elem_id="warning")
 
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
@@ -225,9 +225,8 @@ def build_demo(predictor: Predictor, info: WeightsInfo, warning: str | None = No
                 cache_examples=True,
                 cache_mode="lazy",
                 preprocess=False,
-                visible_columns=[0, 1],
-                example_labels=[picture.stem for picture, _ in examples],
-                label="Examples: an image and its true mask from the held-out test split",
+                visible_columns=[0],
+                label="Examples from the held-out test split: click one to load the photo and its true mask",
                 api_name="load_example",
                 elem_id="examples",
             )
@@ -235,13 +234,7 @@ def build_demo(predictor: Predictor, info: WeightsInfo, warning: str | None = No
         with gr.Accordion("Model", open=bool(warning), elem_id="model-panel"):
             gr.Markdown(model_panel(model, info, warning), elem_id="model-info")
             if curves is not None:
-                gr.Image(
-                    str(curves),
-                    label="Training curves",
-                    format="png",
-                    interactive=False,
-                    elem_id="curves",
-                )
+                gr.Image(str(curves), label="Training curves", format="png", interactive=False, elem_id="curves")
             with gr.Accordion("Model card", open=False, elem_id="model-card-panel"):
                 gr.Markdown(model_card_text(info), elem_id="model-card")
 

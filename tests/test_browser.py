@@ -1,0 +1,145 @@
+"""The page in a real Chromium: upload an example and its mask, run, and check the IoU and Dice the page shows.
+
+The app serves a tiny seeded model, or the weights in $UNET_WEIGHTS when set. The full-page screenshot goes to
+$UNET_SCREENSHOT when set (the README's picture: `UNET_WEIGHTS=checkpoints UNET_SCREENSHOT=PATH pytest -m browser`).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urljoin
+
+import numpy as np
+import pytest
+from app_helpers import EXAMPLE_IMAGE, EXAMPLE_MASK, free_port, save_tiny_checkpoint
+from PIL import Image
+from playwright.sync_api import Browser, Page, sync_playwright
+
+import app
+from unet import metrics
+from unet.demo import segment
+from unet.hub import WEIGHTS_ENV, load_model
+from unet.predict import Predictor
+from unet.preprocessing import load_mask
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TIMEOUT_MS = 60_000
+IMAGE_LOADED = "id => { const img = document.querySelector(`#${id} img`); return !!img && img.naturalWidth > 0; }"
+IDLE = "() => [...document.querySelectorAll('[data-testid=status-tracker]')].every(e => e.classList.contains('hide'))"
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> str | Path:
+    return os.environ.get(WEIGHTS_ENV) or save_tiny_checkpoint(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def url(weights: str | Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app served in this process on a free port."""
+    model, info = load_model(weights)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path_factory.mktemp("examples-cache")))
+        demo = app.build_demo(Predictor(model), info)
+    app.launch(demo, "127.0.0.1", free_port())
+    yield demo.local_url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"Chromium is missing ({CHROMIUM}): run `bash scripts/setup.sh --dev`, which installs Debian's chromium "
+            "(never `playwright install`: it downloads a browser and fails offline).",
+            pytrace=False,
+        )
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(TIMEOUT_MS)
+    yield page
+    page.close()
+
+
+def shown_scores(table: str) -> dict[str, tuple[float, float]]:
+    """{row: (IoU, Dice)} from the text of the scores table, as the page shows it."""
+    rows = re.findall(r"^(background|foreground|mean)\s+([\d.]+)\s+([\d.]+)\s*$", table, flags=re.MULTILINE)
+    return {name: (float(iou), float(dice)) for name, iou, dice in rows}
+
+
+def wait_for_results(page: Page) -> None:
+    """Wait until every run has ended and the result pictures are on the page."""
+    page.wait_for_function(IDLE)
+    for output in ("image-shown", "prediction", "truth-overlay", "error-map", "before-after"):
+        page.wait_for_function(IMAGE_LOADED, arg=output)
+
+
+def test_page_shows_the_scores_of_the_mask_it_offers(url: str, page: Page, tmp_path: Path) -> None:
+    page.goto(url)
+    page.locator("#image input[type=file]").set_input_files(EXAMPLE_IMAGE)
+    page.locator("#ground-truth input[type=file]").set_input_files(EXAMPLE_MASK)
+    page.wait_for_function("() => document.querySelector('#scores').innerText.includes('mean')")  # ran on upload
+    page.locator("#run").click()
+    wait_for_results(page)
+    page.screenshot(path=os.environ.get("UNET_SCREENSHOT") or tmp_path / "demo.png", full_page=True)
+
+    href = page.locator("#mask-file a").first.get_attribute("href")
+    with urllib.request.urlopen(urljoin(url, href)) as response, Image.open(io.BytesIO(response.read())) as png:
+        mask = np.asarray(png)
+    truth = load_mask(EXAMPLE_MASK, num_labels=2)
+    assert mask.shape == truth.shape
+    iou, dice = metrics.iou(mask, truth, 2), metrics.dice(mask, truth, 2)
+    expected = {
+        "background": (iou[0], dice[0]),
+        "foreground": (iou[1], dice[1]),
+        "mean": (np.nanmean(iou), np.nanmean(dice)),
+    }
+    shown = shown_scores(page.locator("#scores").inner_text())
+    assert shown.keys() == expected.keys(), page.locator("#scores").inner_text()
+    for name, values in expected.items():
+        assert shown[name] == pytest.approx(values, abs=5e-5), name  # the page rounds to 4 decimals
+    assert "Foreground:" in page.locator("#scores").inner_text()
+    assert "true positive" in page.locator("#error-legend").inner_text()
+
+
+def test_an_example_loads_its_photo_and_mask_with_their_scores(
+    url: str, weights: str | Path, page: Page, tmp_path: Path
+) -> None:
+    page.goto(url)
+    page.locator("#threshold input[type=number]").fill("0.9")
+    page.locator("#threshold input[type=number]").press("Enter")
+    page.locator("#examples .gallery-item, #examples button").first.click()
+    page.wait_for_function("() => document.querySelector('#scores').innerText.includes('mean')")
+    wait_for_results(page)
+
+    for given in ("image", "ground-truth"):
+        page.wait_for_function(IMAGE_LOADED, arg=given)
+    assert page.locator("#threshold input[type=number]").input_value() == "0.5"  # the example's own settings
+    model, _ = load_model(weights)
+    expected = segment(Predictor(model), EXAMPLE_IMAGE, EXAMPLE_MASK, downloads=tmp_path).scores
+    shown = shown_scores(page.locator("#scores").inner_text())
+    assert shown["foreground"] == pytest.approx(
+        (expected["iou"]["per_class"]["foreground"], expected["dice"]["per_class"]["foreground"]), abs=5e-5
+    )
