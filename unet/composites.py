@@ -197,7 +197,7 @@ def _stamp(mask: np.ndarray, shape: np.ndarray, x: int, y: int) -> None:
 
 def _load_folder(folder: Path, mode: str) -> list[Image.Image]:
     images = []
-    for path in sorted(folder.iterdir()):
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:  # a missing folder gets the message below
         with Image.open(path) as image:
             images.append(image.convert(mode))
     if not images:
