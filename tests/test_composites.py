@@ -1,0 +1,276 @@
+"""The composite data builder on a tiny fake clip-art tree and photo tree: disjoint, grouped, deterministic splits,
+the fixed val/test sets it writes, masks exactly under the pasted alpha, and reproducible on-the-fly items."""
+
+from __future__ import annotations
+
+import json
+from itertools import chain
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from unet.composites import (
+    SPLITS,
+    CompositeDataset,
+    CompositeRecipe,
+    build,
+    compose,
+    photo_group,
+    prepare_cutout,
+    split_groups,
+)
+from unet.train import main as train_main
+
+# category/name: RGB colour of its opaque shape
+CUTOUTS = {
+    "animals/cat": (230, 40, 40),
+    "animals/dog": (40, 230, 40),
+    "food/apple": (40, 40, 230),
+    "food/pear": (230, 230, 40),
+    "plants/fern": (230, 40, 230),
+    "plants/tree": (40, 230, 230),
+}
+# Photos under photos/images/, as in mvtb-data; near-duplicates must share a split. "lena" is not a photo.
+PHOTOS = ["beach", "city", "forest", "lena", "scene-l", "scene-r", "seq_001", "seq_002", "walk/frame1", "walk/frame2"]
+GROUPS = {"beach", "city", "forest", "scene", "seq", "walk"}
+COUNTS = {"val": 4, "test": 4}
+
+
+def write_cutout(path: Path, color: tuple[int, int, int], disc: bool) -> None:
+    """A 64x64 RGBA clip art: an opaque square or disc in `color` inside a transparent border."""
+    rows, cols = np.mgrid[:64, :64]
+    shape = (
+        (rows - 31.5) ** 2 + (cols - 31.5) ** 2 <= 24**2
+        if disc
+        else (rows >= 8) & (rows < 56) & (cols >= 8) & (cols < 56)
+    )
+    pixels = np.zeros((64, 64, 4), dtype=np.uint8)
+    pixels[shape] = (*color, 255)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels, "RGBA").save(path)
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(clip-art root with CUTOUTS in 3 category folders, photo root with PHOTOS as 96x72 JPEGs)."""
+    root = tmp_path_factory.mktemp("sources")
+    for index, (name, color) in enumerate(CUTOUTS.items()):
+        write_cutout(root / "clipart" / f"{name}.png", color, disc=index % 2 == 1)
+    rng = np.random.default_rng(0)
+    for name in PHOTOS:
+        path = root / "photos" / "images" / f"{name}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(60, 200, (72, 96, 3), dtype=np.uint8)).save(path, quality=90)
+    return root / "clipart", root / "photos" / "images"
+
+
+@pytest.fixture(scope="module")
+def built(sources: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("built") / "composites"
+    return out, build(out, *sources, seed=0, counts=COUNTS, workers=1)
+
+
+def test_splits_are_disjoint_by_cutout_and_by_photo_group(built: tuple[Path, dict]) -> None:
+    out, manifest = built
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+    assert manifest["seed"] == 0 and manifest["sizes"] == COUNTS
+
+    cutouts = {split: manifest["sources"][split]["cutouts"] for split in SPLITS}
+    assert sorted(chain(*cutouts.values())) == sorted(f"{name.replace('/', '--')}.png" for name in CUTOUTS)
+    assert all(cutouts.values())  # every split has at least one cut-out
+    photos = {split: manifest["sources"][split]["backgrounds"] for split in SPLITS}
+    all_photos = sorted(chain(*photos.values()))
+    assert all_photos == sorted(f"{name.replace('/', '--')}.jpg" for name in PHOTOS if name != "lena")
+
+    group_of = {f"{name.replace('/', '--')}.jpg": photo_group(Path("images") / f"{name}.jpg") for name in PHOTOS}
+    group_of["walk--frame1.jpg"] = group_of["walk--frame2.jpg"] = "walk"  # a sub-folder is one sequence
+    groups = {split: {group_of[name] for name in photos[split]} for split in SPLITS}
+    assert set().union(*groups.values()) == GROUPS
+    assert all(groups.values())  # every split has at least one photo group
+    for first, second in (("train", "val"), ("train", "test"), ("val", "test")):
+        assert not set(cutouts[first]) & set(cutouts[second])
+        assert not groups[first] & groups[second]
+    split_of = {name: split for split in SPLITS for name in photos[split]}
+    assert split_of["scene-l.jpg"] == split_of["scene-r.jpg"]
+    assert split_of["seq_001.jpg"] == split_of["seq_002.jpg"]
+    assert split_of["walk--frame1.jpg"] == split_of["walk--frame2.jpg"]
+
+    # What is on disk is what the manifest lists.
+    for split in SPLITS:
+        assert sorted(p.name for p in (out / "cutouts" / split).iterdir()) == cutouts[split]
+        assert sorted(p.name for p in (out / "backgrounds" / split).iterdir()) == photos[split]
+
+
+def test_prepared_sources(built: tuple[Path, dict]) -> None:
+    out, manifest = built
+    name = manifest["sources"]["train"]["cutouts"][0]
+    with Image.open(out / "cutouts" / "train" / name) as cutout:
+        assert cutout.mode == "RGBA" and cutout.size == (48, 48)  # cropped to its mask
+    name = manifest["sources"]["train"]["backgrounds"][0]
+    with Image.open(out / "backgrounds" / "train" / name) as photo:
+        assert photo.format == "JPEG" and photo.mode == "RGB" and photo.size == (96, 72)
+
+
+def test_fixed_splits_are_images_and_binary_masks(built: tuple[Path, dict]) -> None:
+    out, _ = built
+    for split, count in COUNTS.items():
+        images = sorted((out / split / "images").iterdir())
+        masks = sorted((out / split / "masks").iterdir())
+        assert [p.name for p in images] == [f"{split}_{i:04d}.jpg" for i in range(count)]
+        assert [p.stem for p in masks] == [p.stem for p in images] and all(p.suffix == ".png" for p in masks)
+        for image_path, mask_path in zip(images, masks, strict=True):
+            with Image.open(image_path) as image, Image.open(mask_path) as mask_file:
+                assert image.format == "JPEG" and image.mode == "RGB"
+                assert mask_file.mode == "L" and mask_file.size == image.size
+                assert all(224 <= side <= 320 for side in image.size)
+                mask = np.asarray(mask_file)
+            assert set(np.unique(mask)) == {0, 1}  # foreground and background both present, nothing else
+    assert not (out / "train").exists()  # train is composed on the fly
+
+
+def test_build_is_deterministic_for_a_seed(
+    sources: tuple[Path, Path], built: tuple[Path, dict], tmp_path: Path
+) -> None:
+    out, manifest = built
+    again = build(tmp_path / "again", *sources, seed=0, counts=COUNTS, workers=1)
+    assert again == manifest
+    for split in COUNTS:
+        for folder in ("images", "masks"):
+            for path in (out / split / folder).iterdir():
+                assert (tmp_path / "again" / split / folder / path.name).read_bytes() == path.read_bytes()
+
+    other = build(tmp_path / "other", *sources, seed=1, counts=COUNTS, workers=1)
+    assert other["sources"] != manifest["sources"]
+    first = (out / "test" / "masks" / "test_0000.png").read_bytes()
+    assert (tmp_path / "other" / "test" / "masks" / "test_0000.png").read_bytes() != first
+
+
+def test_missing_sources_say_how_to_install_them(sources: tuple[Path, Path], tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="apt-get install openclipart-png"):
+        build(tmp_path / "out", empty, sources[1], 0, COUNTS, workers=1)
+    with pytest.raises(FileNotFoundError, match="pip install mvtb-data"):
+        build(tmp_path / "out", sources[0], empty, 0, COUNTS, workers=1)
+
+
+@pytest.mark.parametrize(
+    ("path", "group"),
+    [
+        ("images/scene-l.jpg", "scene"),
+        ("images/scene-r.png", "scene"),
+        ("images/seq_001.jpg", "seq"),
+        ("images/rocks2-l.jpg", "rocks"),
+        ("images/church.png", "church"),
+        ("images/beach.jpg", "beach"),
+        ("walk/frame1.jpg", "walk"),
+    ],
+)
+def test_photo_group(path: str, group: str) -> None:
+    assert photo_group(Path(path)) == group
+
+
+def test_split_groups_keeps_groups_whole_and_follows_the_seed() -> None:
+    keys = ["a", "a", "b", "c", "c", "c", "d", "e", "f", "g", "h"]
+    assigned = split_groups(keys, seed=0)
+    assert sorted(assigned) == list("abcdefgh") and set(assigned.values()) == set(SPLITS)
+    assert split_groups(keys, seed=0) == assigned
+    assert any(split_groups(keys, seed) != assigned for seed in range(1, 5))
+    # val takes groups until it holds >= 10% of the keys, test until >= 15%; the rest is train.
+    share = {split: sum(assigned[key] == split for key in keys) / len(keys) for split in SPLITS}
+    assert share["val"] >= 0.1 and share["test"] >= 0.15 and share["train"] >= 0.5
+
+
+def test_prepare_cutout_refuses_what_has_no_usable_mask(tmp_path: Path) -> None:
+    opaque = np.full((64, 64, 4), 255, dtype=np.uint8)
+    Image.fromarray(opaque, "RGBA").save(tmp_path / "opaque.png")
+    tiny = np.zeros((64, 64, 4), dtype=np.uint8)
+    tiny[10:30, 10:30] = 255  # 20 px: below the smallest side a cut-out may have
+    Image.fromarray(tiny, "RGBA").save(tmp_path / "tiny.png")
+    Image.new("RGB", (64, 64), "red").save(tmp_path / "rgb.png")
+    for name in ("opaque", "tiny", "rgb"):
+        assert prepare_cutout(tmp_path / f"{name}.png") is None, name
+    write_cutout(tmp_path / "ok.png", (1, 2, 3), disc=False)
+    prepared = prepare_cutout(tmp_path / "ok.png")
+    assert prepared is not None and prepared.size == (48, 48)
+    assert np.asarray(prepared.getchannel("A")).min() == 255  # cropped to the square
+
+
+def test_compose_masks_exactly_the_pasted_cutout() -> None:
+    background = Image.new("RGB", (80, 60), (0, 0, 255))  # plain blue
+    square = Image.new("RGBA", (40, 40), (255, 0, 0, 255))  # opaque red; brightness/colour jitter keep blue low
+    recipe = CompositeRecipe(max_objects=1, max_rotation=0.0)
+    for seed in range(8):
+        image, mask = compose([background], [square], (72, 56), np.random.default_rng(seed), recipe)
+        assert image.mode == "RGB" and image.size == (72, 56)
+        assert mask.dtype == np.uint8 and mask.shape == (56, 72)
+        pasted = np.asarray(image)[..., 2] < 128
+        np.testing.assert_array_equal(mask, pasted.astype(np.uint8))
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        assert mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].all()  # one solid rectangle
+        assert mask.sum() >= 0.75**2 * (0.3 * 56) ** 2  # at least 3/4 of each side of a >= 30% object shows
+
+
+def test_compose_leaves_transparent_parts_out_of_the_mask() -> None:
+    frame = np.zeros((40, 40, 4), dtype=np.uint8)
+    frame[...] = (255, 0, 0, 255)
+    frame[12:28, 12:28, 3] = 0  # a transparent hole in the middle
+    cutout = Image.fromarray(frame, "RGBA")
+    background = Image.new("RGB", (64, 64), (0, 0, 255))
+    recipe = CompositeRecipe(max_objects=1, max_rotation=0.0, min_visible=1.0)  # wholly inside the canvas
+    for seed in range(4):
+        image, mask = compose([background], [cutout], (64, 64), np.random.default_rng(seed), recipe)
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        middle = (rows[0] + rows[-1]) // 2, (cols[0] + cols[-1]) // 2
+        assert mask[middle] == 0 and tuple(np.asarray(image)[middle]) == (0, 0, 255)
+        assert mask[rows[0], middle[1]] == 1 and mask[middle[0], cols[0]] == 1
+
+
+def test_composite_dataset_items_follow_seed_epoch_and_index(built: tuple[Path, dict]) -> None:
+    out, _ = built
+    dataset = CompositeDataset(out, "train", size=48, length=5, seed=3)
+    twin = CompositeDataset(out, "train", size=48, length=5, seed=3)
+    assert len(dataset) == 5
+    image, mask = dataset[2]
+    assert image.shape == (3, 48, 48) and image.dtype == torch.float32
+    assert mask.shape == (48, 48) and mask.dtype == torch.int64 and set(mask.unique().tolist()) <= {0, 1}
+    assert mask.any()
+    assert all(
+        torch.equal(a, b) for a, b in zip(dataset[2], twin[2], strict=True)
+    )  # another instance (another worker): same item
+    assert not torch.equal(dataset[3][0], image)  # another index
+    assert not torch.equal(CompositeDataset(out, "train", size=48, length=5, seed=4)[2][0], image)  # another seed
+
+    dataset.set_epoch(1)
+    assert not torch.equal(dataset[2][0], image)  # another epoch, another picture
+    dataset.set_epoch(0)
+    assert torch.equal(dataset[2][0], image) and torch.equal(dataset[2][1], mask)
+
+    seen = []
+    transformed = CompositeDataset(out, "train", size=48, length=5, seed=3, transform=lambda i, m: seen.append(i.size))
+    transformed[0]
+    assert seen == [(48, 48)]
+
+    with pytest.raises(FileNotFoundError, match="build the data set first"):
+        CompositeDataset(out.parent / "nothing", "train")
+
+
+def test_trainer_reads_a_built_set(built: tuple[Path, dict], tmp_path: Path) -> None:
+    out, _ = built
+    run = tmp_path / "run"
+    argv = ["--data", str(out), "--out", str(run), "--size-schedule", "32:1,48:1", "--epoch-size", "4"]
+    argv += ["--base-width", "4", "--depth", "2", "--batch-size", "2", "--workers", "0", "--quiet", "--seed", "1"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train_main(argv)
+    finally:
+        torch.set_num_threads(threads)
+    history = json.loads((run / "history.json").read_text())
+    assert [(r["epoch"], r["size"]) for r in history] == [(1, 32), (2, 48)]
+    assert all(np.isfinite(r["train_loss"]) and 0 <= r["val_iou"] <= 1 for r in history)
+    # A binary model named after the composite classes, validated on the fixed val/ split.
+    assert json.loads((run / "best" / "config.json").read_text())["class_names"] == ["background", "foreground"]
