@@ -1,0 +1,98 @@
+"""Start-up time and end-to-end latency of the demo server: python benchmarks/app_latency.py [--weights SOURCE]
+
+Starts `python app.py` on a free port, measures the seconds until it answers, then calls `/segment` through
+gradio_client with a 512x512 image `--calls` times (after one warm-up call) and prints the median latency: upload,
+queue, preprocessing, forward pass, pictures, PNG files and download of the results, as a client sees them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from gradio_client import Client, handle_file
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_up(url: str, server: subprocess.Popen, log: Path, timeout_s: float) -> float:
+    """Seconds until `url` answers; exits with the server's output when it stops or does not answer in time."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout_s:
+        if server.poll() is not None:
+            sys.exit(f"app.py exited with code {server.returncode} before it answered:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return time.perf_counter() - started
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.1)
+    sys.exit(f"app.py did not answer at {url} within {timeout_s:.0f} s:\n{log.read_text()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--weights",
+        metavar="FOLDER|USER/NAME[@REV]",
+        help="passed to app.py (default: app.py's own, $UNET_WEIGHTS, else the bundled checkpoints/)",
+    )
+    parser.add_argument("--calls", type=int, default=20, help="timed /segment calls (the median is printed)")
+    parser.add_argument("--size", type=int, default=512, help="side of the square test image, in pixels")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the server to answer")
+    args = parser.parse_args()
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    command = [sys.executable, "app.py", "--port", str(port)]
+    if args.weights:
+        command += ["--weights", args.weights]
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    with tempfile.TemporaryDirectory(prefix="unet-app-latency-") as folder:
+        image = Path(folder) / "random.png"
+        pixels = np.random.default_rng(0).integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(image)
+        log = Path(folder) / "app.log"
+        with log.open("w") as output:
+            server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            startup = wait_until_up(url, server, log, args.timeout)
+            client = Client(url, verbose=False)
+            client.predict(handle_file(image), None, api_name="/segment")  # warm-up: first forward pass, caches
+            times = []
+            for _ in range(args.calls):
+                started = time.perf_counter()
+                client.predict(handle_file(image), None, api_name="/segment")
+                times.append(time.perf_counter() - started)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+    print(f"date {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, weights: {args.weights or 'default'}")
+    print(f"start-up until the server answers: {startup:.1f} s")
+    print(
+        f"/segment with a {args.size}x{args.size} image, end to end through gradio_client: "
+        f"median {statistics.median(times) * 1000:.0f} ms over {len(times)} calls "
+        f"(min {min(times) * 1000:.0f}, max {max(times) * 1000:.0f})"
+    )
+
+
+if __name__ == "__main__":
+    main()
