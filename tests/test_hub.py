@@ -383,8 +383,8 @@ def test_notes_flag_puts_the_markdown_in_the_card_before_the_training_section(tr
     notes = tmp_path / "notes.md"
     notes.write_text("## Training data\n\nClip art pasted on photographs.\n")
     out = tmp_path / "upload"
-    hub.main(["push", "--repo-id", "me/unet-tiny", "--weights", str(trained_folder), "--notes", str(notes)]
-             + ["--dry-run", "--out", str(out)])  # fmt: skip
+    argv = ["push", "--repo-id", "me/unet-tiny", "--weights", str(trained_folder), "--notes", str(notes)]
+    hub.main([*argv, "--dry-run", "--out", str(out)])
     card = (out / "README.md").read_text()
     assert card.index("## Intended use") < card.index("## Training data") < card.index("## Training\n")
     assert "Clip art pasted on photographs." in card
