@@ -48,8 +48,9 @@ MAX_FILE_SIZE = "20mb"
 CONCURRENCY_LIMIT = 1
 QUEUE_SIZE = 16  # further visitors are told the queue is full rather than left waiting minutes
 IMAGE_HEIGHT = 300
+NO_RESULT = "Upload an image to see its segmentation."
 
-# What one run returns, in the order of `OUTPUTS` in `build_demo`: the mask file first, as the API documents it.
+# What one run returns, in the order of the `outputs` list in `build_demo`: the mask file first, as the API says.
 Outputs = tuple[
     str | None,  # mask PNG (class indices, full size)
     Image.Image | None,  # prediction overlay
@@ -61,7 +62,7 @@ Outputs = tuple[
     Image.Image | None,  # the image as the model saw it
     tuple[Image.Image, Image.Image] | None,  # before / after
 ]
-NO_OUTPUTS: Outputs = (None, None, None, None, None, "", None, None, None)
+NO_OUTPUTS: Outputs = (None, None, None, None, None, NO_RESULT, None, None, None)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -185,7 +186,7 @@ def build_demo(predictor: Predictor, info: WeightsInfo, warning: str | None = No
                     max_height=520,
                     elem_id="before-after",
                 )
-                scores = gr.Markdown("Upload an image to see its segmentation.", label="Scores table", elem_id="scores")
+                scores = gr.Markdown(NO_RESULT, label="Scores table", elem_id="scores")
                 with gr.Row():
                     mask_file = gr.File(label="Mask PNG (class indices, full size)", elem_id="mask-file")
                     overlay_file = gr.File(label="Overlay PNG (full size)", elem_id="overlay-file")

@@ -83,7 +83,6 @@ def test_page_parts_have_ids_png_images_and_named_events(demo: gr.Blocks) -> Non
     assert "true positive" in by_id["error-legend"].value
     assert all(function.api_name for function in demo.fns.values())
     assert "segment" in {function.api_name for function in demo.fns.values()}
-    assert demo._queue.max_size == app.QUEUE_SIZE
 
 
 def test_segment_with_ground_truth_returns_the_scores_of_its_mask(client: Client) -> None:
@@ -210,3 +209,9 @@ def test_cli_serves_the_given_weights_and_says_when_share_fails(
         assert process.poll() is None, "the app must keep serving after a failed share link"
     finally:
         stop(process)
+
+
+def test_clearing_the_image_clears_the_results_and_a_run_without_one_says_what_to_do(predictor: Predictor) -> None:
+    assert app.segment_new_input(predictor, None, str(EXAMPLE_MASK)) == app.NO_OUTPUTS
+    with pytest.raises(gr.Error, match="No image yet: upload, drop, paste or take a photo first"):
+        app.segment_image(predictor, None)
