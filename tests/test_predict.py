@@ -108,6 +108,27 @@ def test_threshold_decides_binary_masks(images: dict[str, Path], tmp_path: Path)
     assert shares["0"] == 1.0 and shares["1"] < 0.01 and 0.05 < shares["0.5"] < 0.95
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--threshold", "-0.1", "--threshold is a probability: give a value from 0 to 1, not -0.1"),
+        ("--threshold", "1.5", "--threshold is a probability: give a value from 0 to 1, not 1.5"),
+        ("--threshold", "nan", "--threshold is a probability: give a value from 0 to 1, not nan"),
+        ("--max-side", "0", "--max-side is the longest side in pixels the model sees: give 1 or more, not 0"),
+        ("--max-side", "-64", "--max-side is the longest side in pixels the model sees: give 1 or more, not -64"),
+    ],
+)
+def test_out_of_range_options_are_usage_errors(
+    images: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str, message: str
+) -> None:
+    out = tmp_path / "out"
+    # The weights do not exist: the option is refused before anything is loaded.
+    assert run(["--weights", tmp_path / "nowhere", images["photo.jpg"], "--out", out, option, value]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("usage: ") and f"error: {message}" in error
+    assert not out.exists()
+
+
 def test_unreadable_inputs_are_reported_and_the_rest_still_processed(
     images: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

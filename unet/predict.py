@@ -114,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--flip", action="store_true", help="average with the mirrored image (twice the time)")
     parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, help="shrink larger images to this side")
     args = parser.parse_args(argv)
+    if not 0 <= args.threshold <= 1:  # also refuses nan
+        parser.error(f"--threshold is a probability: give a value from 0 to 1, not {args.threshold}")
+    if args.max_side < 1:
+        parser.error(f"--max-side is the longest side in pixels the model sees: give 1 or more, not {args.max_side}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         model, _ = load_model(resolve_weights(args.weights))
