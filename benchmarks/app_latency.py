@@ -1,4 +1,4 @@
-"""Start-up time and end-to-end latency of the demo server: python benchmarks/app_latency.py [--weights SOURCE]
+"""Start-up time and end-to-end latency of the demo server: python -m benchmarks.app_latency [--weights SOURCE]
 
 Starts `python app.py` on a free port, measures the seconds until it answers, then calls `/segment` through
 gradio_client with a 512x512 image `--calls` times (after one warm-up call) and prints the median latency: upload,

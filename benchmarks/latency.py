@@ -1,4 +1,4 @@
-"""Speed of the model on this machine, in one run so the figures compare: python benchmarks/latency.py
+"""Speed of the model on this machine, in one run so the figures compare: python -m benchmarks.latency
 
 Prints the machine's measured fp32 matmul peak, the model's GFLOPs per image, the predictor's median end-to-end
 latency (preprocessing, forward, resizing back, mask) at several input sizes with the GFLOP/s it achieves, and the
