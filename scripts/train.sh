@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild the shipped model from nothing: the data, the training, the test scores and the checkpoints/ folder.
-#   bash scripts/train.sh            about 80 minutes on a 2-core CPU (minutes on a GPU)
+#   bash scripts/train.sh            about 70 minutes on a 2-core CPU (minutes on a GPU)
 # Each step's output stays in data/ and runs/shipped/ (both git-ignored); the last step replaces checkpoints/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
