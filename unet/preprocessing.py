@@ -225,7 +225,7 @@ def load_mask(
             f"the mask has values from {low} to {high}; class indices must lie in 0..255 "
             "(one class index per pixel, 255 for pixels to ignore)"
         )
-    mask = np.ascontiguousarray(values, dtype=np.uint8)
+    mask = np.array(values, dtype=np.uint8, order="C")  # a copy: writable, and detached from the decoded image
     present = np.flatnonzero(np.bincount(mask.ravel(), minlength=256))  # sorted unique values, in linear time
     if may_be_binary and present[-1] == 255 and set(present.tolist()) <= {0, 255}:
         mask = (mask == 255).astype(np.uint8)
