@@ -258,17 +258,13 @@ def test_composite_dataset_items_follow_seed_epoch_and_index(built: tuple[Path, 
         CompositeDataset(out.parent / "nothing", "train")
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_trainer_reads_a_built_set(built: tuple[Path, dict], tmp_path: Path) -> None:
     out, _ = built
     run = tmp_path / "run"
     argv = ["--data", str(out), "--out", str(run), "--size-schedule", "32:1,48:1", "--epoch-size", "4"]
     argv += ["--base-width", "4", "--depth", "2", "--batch-size", "2", "--workers", "0", "--quiet", "--seed", "1"]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        train_main(argv)
-    finally:
-        torch.set_num_threads(threads)
+    train_main(argv)
     history = json.loads((run / "history.json").read_text())
     assert [(r["epoch"], r["size"]) for r in history] == [(1, 32), (2, 48)]
     assert all(np.isfinite(r["train_loss"]) and 0 <= r["val_iou"] <= 1 for r in history)

@@ -3,7 +3,6 @@ every run, and traces the U-Net's real shapes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,17 +23,10 @@ from docs.make_figures import (
 from unet.model import UNet
 from unet.preprocessing import load_image, load_mask
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # name: (least width, most width, least height)
 FIGURES = {"tasks.png": (800, 1200, 300), "augmentation.png": (700, 1200, 500), "unet.png": (900, 1200, 500)}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Draw on one core, as test_train does: the tensors are tiny and two threads on a busy machine wait seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_main_writes_three_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,7 +11,6 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,8 @@ from unet.metrics import ConfusionMeter
 from unet.model import UNet
 from unet.predict import Predictor
 from unet.train import build_parser, load_resume_state, main, parse_size_schedule, save_checkpoint
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = 48
@@ -61,15 +62,6 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(train folder of 8 pairs, validation folder of 4 pairs)."""
     root = tmp_path_factory.mktemp("data")
     return write_folder(root / "train", 8, seed=0), write_folder(root / "val", 4, seed=1)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Train on one core, as the subprocess runs do: the machine has two and may be busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def run_args(data: tuple[Path, Path], out: Path, schedule: str, *extra: str) -> list[str]:
