@@ -388,3 +388,13 @@ def test_notes_flag_puts_the_markdown_in_the_card_before_the_training_section(tr
     card = (out / "README.md").read_text()
     assert card.index("## Intended use") < card.index("## Training data") < card.index("## Training\n")
     assert "Clip art pasted on photographs." in card
+
+
+def test_the_bundled_checkpoint_loads_from_the_hub_as_from_its_folder(tmp_path):
+    with StandInHub(tmp_path / "hub") as server:
+        commit = server.add_commit("someone/unet-composites", hub.BUNDLED_WEIGHTS)
+        model, info = load_from(server, tmp_path, f"someone/unet-composites@{commit}")
+    local, _ = load_model(hub.BUNDLED_WEIGHTS)
+    assert info.commit == commit
+    assert info.card == (hub.BUNDLED_WEIGHTS / "README.md").read_text()
+    assert torch.equal(outputs(model), outputs(local))
