@@ -3,6 +3,7 @@ reports inputs it cannot read while it goes on with the others."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,18 @@ def test_out_of_range_options_are_usage_errors(
     assert run(["--weights", tmp_path / "nowhere", images["photo.jpg"], "--out", out, option, value]) == 2
     error = capsys.readouterr().err
     assert error.startswith("usage: ") and f"error: {message}" in error
+    assert not out.exists()
+
+
+def test_inputs_sharing_a_stem_are_refused_before_anything_is_written(
+    images: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    shutil.copy(images["photo.jpg"], twin / "photo.png")
+    out = tmp_path / "out"
+    assert run(["--weights", tmp_path / "nowhere", images["photo.jpg"], twin / "photo.png", "--out", out]) == 2
+    assert "share a file name stem, so their masks would overwrite each other: photo;" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"--threshold is a probability: give a value from 0 to 1, not {args.threshold}")
     if args.max_side < 1:
         parser.error(f"--max-side is the longest side in pixels the model sees: give 1 or more, not {args.max_side}")
+    shared = sorted(stem for stem, count in Counter(path.stem for path in args.images).items() if count > 1)
+    if shared:
+        parser.error(
+            f"these inputs share a file name stem, so their masks would overwrite each other: {', '.join(shared)}; "
+            "rename them or run them into separate --out folders"
+        )
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         model, _ = load_model(resolve_weights(args.weights))
