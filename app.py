@@ -9,9 +9,12 @@ the `/segment` API endpoint: `gradio_client.Client(URL).predict(handle_file("pho
 from __future__ import annotations
 
 import argparse
+import atexit
 import functools
 import logging
 import os
+import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -299,7 +302,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     except WeightsError as error:
         sys.exit(f"error: {error}")
     # Examples are cached at first use; a folder per server keeps results of other weights from showing up.
-    os.environ.setdefault("GRADIO_EXAMPLES_CACHE", tempfile.mkdtemp(prefix="unet-demo-examples-"))
+    if "GRADIO_EXAMPLES_CACHE" not in os.environ:
+        cache = tempfile.mkdtemp(prefix="unet-demo-examples-")
+        atexit.register(shutil.rmtree, cache, ignore_errors=True)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a stop by a service manager also runs atexit
+        os.environ["GRADIO_EXAMPLES_CACHE"] = cache
     demo = build_demo(Predictor(model), info, warning)
     launch(demo, args.host, args.port, args.share)
     demo.block_thread()
