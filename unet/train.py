@@ -313,7 +313,7 @@ def train(args: argparse.Namespace) -> dict:
     )
     history: list[dict] = []
     best: dict = {"epoch": 0, "headline": {"iou": -1.0}}
-    start_epoch = 1
+    start_epoch, state = 1, None
     if args.resume:
         state = load_resume_state(Path(args.resume), model)
         optimizer.load_state_dict(state["optimizer"])
@@ -325,9 +325,14 @@ def train(args: argparse.Namespace) -> dict:
 
     criterion = SegmentationLoss(args.dice_weight)
     train_sampler = DistributedSampler(train_set, world, rank, shuffle=True, seed=args.seed) if world > 1 else None
-    val_sampler = DistributedSampler(val_set, world, rank, shuffle=False) if world > 1 else None
-    generator = torch.Generator().manual_seed(args.seed)
-    val_loader = DataLoader(val_set, batch_size=1, sampler=val_sampler, num_workers=args.workers)
+    generator = torch.Generator().manual_seed(args.seed)  # shuffling, and the seeds of the loader's workers
+    if state is not None and "rng" in state:
+        # The random streams where the interrupted run left them, so a resumed run draws what it would have drawn.
+        generator.set_state(state["rng"]["loader"])
+        torch.set_rng_state(state["rng"]["torch"])
+    # Each process validates every world-th image: unlike a DistributedSampler, no image is padded in twice.
+    val_part = val_set if world == 1 else Subset(val_set, range(rank, len(val_set), world))
+    val_loader = DataLoader(val_part, batch_size=1, num_workers=args.workers)
 
     epoch_sizes = [size for size, epochs in args.size_schedule for _ in range(epochs)]
     if is_main:
@@ -399,6 +404,7 @@ def train(args: argparse.Namespace) -> dict:
             "epoch": epoch,
             "history": history,
             "best": best,
+            "rng": {"loader": generator.get_state(), "torch": torch.get_rng_state()},
         }
         save_checkpoint(out / "last", _unwrap(model), args, scores, state)
         (out / "history.json").write_text(json.dumps(history, indent=1))
@@ -449,7 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run = parser.add_argument_group("run")
     run.add_argument("--out", required=True, help="run folder: best/, last/, history.json, curves.png")
-    run.add_argument("--resume", help="a run's last/ folder to continue from")
+    run.add_argument(
+        "--resume", help="a run's last/ folder to continue from (one process: exactly as if never stopped)"
+    )
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
