@@ -28,8 +28,9 @@ $python -m unet.train --data data/composites --out "$run" --seed 0 \
 $python -m unet.evaluate --weights "$run/best" --images data/composites/test/images \
   --masks data/composites/test/masks --dataset composites-test --out "$run/eval"
 
-# checkpoints/ becomes exactly what a Hub push would upload: config, safetensors, card, arguments, scores, curves.
-cp "$run/curves.png" "$run/best/curves.png"
+# checkpoints/ becomes exactly what a Hub push would upload: config, safetensors, card, arguments, scores, history,
+# curves.
+cp "$run/curves.png" "$run/history.json" "$run/best/"
 rm -rf checkpoints
 $python -m unet.hub push --repo-id unet-tutorial/unet-composites --weights "$run/best" \
   --eval-json "$run/eval/eval.json" --notes docs/model-card-notes.md --dry-run --out checkpoints

@@ -321,6 +321,8 @@ def trained_folder(tmp_path: Path, checkpoints: dict[str, Path]) -> Path:
     shutil.copytree(checkpoints["main"], folder)
     (folder / "training_args.json").write_text(json.dumps({"data": "data/composites", "lr": 0.003, "seed": 0}))
     (folder / "eval.json").write_text(json.dumps(EVAL))
+    (folder / "val_scores.json").write_text(json.dumps({"epoch": 2, "headline": {"iou": 0.9, "dice": 0.95}}))
+    (folder / "history.json").write_text(json.dumps([{"epoch": 1, "seconds": 60.0}, {"epoch": 2, "seconds": 90.5}]))
     Image.new("RGB", (4, 4)).save(folder / "curves.png")
     torch.save({"step": 1}, folder / "training_state.pt")
     return folder
@@ -330,6 +332,7 @@ def test_dry_run_push_writes_the_upload_and_a_card_with_the_evaluation(trained_f
     out = tmp_path / "upload"
     hub.main(["push", "--repo-id", "me/unet-tiny", "--weights", str(trained_folder), "--dry-run", "--out", str(out)])
     files = {"README.md", "config.json", "model.safetensors", "training_args.json", "eval.json", "curves.png"}
+    files |= {"val_scores.json", "history.json"}
     assert {path.name for path in out.iterdir()} == files
     assert (out / "model.safetensors").read_bytes() == (trained_folder / "model.safetensors").read_bytes()
 
@@ -357,6 +360,7 @@ def test_dry_run_push_writes_the_upload_and_a_card_with_the_evaluation(trained_f
     parameters = sum(parameter.numel() for parameter in UNet(base_width=4, depth=2).parameters())
     assert f"{parameters:,} parameters" in card
     assert "| lr | `0.003` |" in card  # from training_args.json
+    assert "2 epochs took 2.5 minutes" in card and "epoch 2's, the best by validation IoU" in card
     assert "| foreground | 0.9100 | 0.9500 |" in card
     assert 'unet.load_model("me/unet-tiny@<commit sha>")' in card
     assert "![Training curves" in card

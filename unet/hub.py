@@ -65,7 +65,15 @@ WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "README.md"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 # What a push uploads from a checkpoint folder, beside the generated README.md; never pickles such as resume state.
-UPLOAD_FILES = (CONFIG_FILE, WEIGHTS_FILE, "training_args.json", "val_scores.json", "eval.json", "curves.png")
+UPLOAD_FILES = (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    "training_args.json",
+    "val_scores.json",
+    "history.json",
+    "eval.json",
+    "curves.png",
+)
 
 _COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -600,8 +608,8 @@ def build_model_card(
     """The README.md model card of a checkpoint folder: YAML metadata, then how it was trained, scored and loaded.
 
     Args:
-        folder: A checkpoint folder (config.json, model.safetensors; training_args.json, eval.json and curves.png
-            are used when present).
+        folder: A checkpoint folder (config.json, model.safetensors; training_args.json, val_scores.json,
+            history.json, eval.json and curves.png are used when present).
         eval_json: The evaluate CLI's JSON; default the folder's eval.json. The scores come only from here.
         repo_id: The Hub repo the card is for, `USER/NAME`; a placeholder when None.
         notes: Markdown placed after the intended use: what the training data is, what the model can and cannot be
@@ -691,6 +699,14 @@ def _training_section(folder: Path, training: dict | None) -> str:
         lines.append(_table({key: training[key] for key in sorted(training)}, "argument"))
     else:
         lines.append("This folder has no `training_args.json`: how it was trained is not recorded.")
+    history = _read_json(folder / "history.json")
+    if history:
+        best = (_read_json(folder / "val_scores.json") or {}).get("epoch")
+        chosen = f"; these weights are epoch {best}'s, the best by validation IoU" if best else ""
+        lines.append(
+            f"{len(history)} epochs took {sum(record['seconds'] for record in history) / 60:.1f} minutes of "
+            f"training and validation (the sum of the epoch times in `history.json`){chosen}."
+        )
     if (folder / "curves.png").is_file():
         lines.append("![Training curves: loss and validation scores per epoch](curves.png)")
     return "\n\n".join(lines)
