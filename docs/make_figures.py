@@ -3,7 +3,8 @@
 - `tasks.png`: one example as image, semantic mask, instance map and panoptic map (`unet.instances`), from its
   ground-truth mask, or from a model's prediction with `--weights`;
 - `augmentation.png`: one example and random draws of `unet.augment.train_transform`, the mask drawn over each;
-- `unet.png`: the U-Net's levels, their channels and resolutions traced from a real `UNet(base_width=16, depth=4)`.
+- `unet.png`: the U-Net's levels, their channels and resolutions traced from a real `UNet` of the shipped model's
+  architecture (base width 16, depth 4, 2x2 transposed-conv up-sampling).
 
 Every random draw is seeded, so the pictures come out the same on every run.
 """
@@ -347,7 +348,8 @@ def unet_figure(model: UNet, size: int = 256) -> Image.Image:
     # The expanding path: up1 works at level depth - 1, the last Up at level 0.
     for i in range(depth):
         level = depth - 1 - i
-        (c_up, *_), (c_skip, *_), out = shapes[f"up{i + 1}"]
+        _, (c_skip, *_), out = shapes[f"up{i + 1}"]
+        c_up = model.ups[i].conv[0].in_channels - c_skip  # after upsampling: a transposed conv halves the channels
         lines = [f"up{i + 1}", f"{c_skip} + {c_up} -> {out[0]} ch", _resolution(out)]  # torch.cat([skip, x])
         box(right[level], level, box_w, "expanding", lines)
         if level < depth - 1:
@@ -387,7 +389,7 @@ def make_figures(out: Path, weights: str | None = None) -> list[Path]:
     mask = load_mask(EXAMPLES / "masks" / f"{AUGMENT_EXAMPLE}.png")
     written.append(_save(augmentation_figure(image, mask), out / "augmentation.png", photo=True))
 
-    written.append(_save(unet_figure(UNet(base_width=16, depth=4)), out / "unet.png"))
+    written.append(_save(unet_figure(UNet(base_width=16, depth=4, upsampling="transpose")), out / "unet.png"))
     return written
 
 
