@@ -3,8 +3,7 @@
 - `tasks.png`: one example as image, semantic mask, instance map and panoptic map (`unet.instances`), from its
   ground-truth mask, or from a model's prediction with `--weights`;
 - `augmentation.png`: one example and random draws of `unet.augment.train_transform`, the mask drawn over each;
-- `unet.png`: the U-Net's levels, their channels and resolutions traced from a real `UNet` of the shipped model's
-  architecture (base width 16, depth 4, 2x2 transposed-conv up-sampling).
+- `unet.png`: the U-Net's levels, their channels and resolutions traced from a real `UNet(base_width=16, depth=4)`.
 
 Every random draw is seeded, so the pictures come out the same on every run.
 """
@@ -389,7 +388,7 @@ def make_figures(out: Path, weights: str | None = None) -> list[Path]:
     mask = load_mask(EXAMPLES / "masks" / f"{AUGMENT_EXAMPLE}.png")
     written.append(_save(augmentation_figure(image, mask), out / "augmentation.png", photo=True))
 
-    written.append(_save(unet_figure(UNet(base_width=16, depth=4, upsampling="transpose")), out / "unet.png"))
+    written.append(_save(unet_figure(UNet(base_width=16, depth=4)), out / "unet.png"))
     return written
 
 

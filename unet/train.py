@@ -158,8 +158,9 @@ def make_optimizer(
 def resolve_amp(amp: str, device: torch.device) -> str:
     """'auto' becomes 'bf16' where the hardware computes in bf16 natively, else 'none'; other values pass through.
 
-    That is CPUs with AVX512-BF16 or AMX (a training step of the shipped recipe ran 1.7x faster than fp32 on a
-    2-core AMD EPYC: `python -m benchmarks.train_speed`) and bf16-capable GPUs. Elsewhere bf16 is emulated and slow.
+    That is CPUs with AVX512-BF16 or AMX (a training step of the shipped architecture ran 1.6-2x faster than in
+    fp32 on a 2-core AMD EPYC: `python -m benchmarks.train_speed`) and bf16-capable GPUs. Elsewhere bf16 is
+    emulated and slow.
     """
     if amp != "auto":
         return amp
