@@ -12,12 +12,14 @@ import pytest
 import torch
 from PIL import Image
 
+import unet.composites
 from unet.composites import (
     SPLITS,
     CompositeDataset,
     CompositeRecipe,
     build,
     compose,
+    main,
     photo_group,
     prepare_cutout,
     split_groups,
@@ -129,6 +131,48 @@ def test_fixed_splits_are_images_and_binary_masks(built: tuple[Path, dict]) -> N
                 mask = np.asarray(mask_file)
             assert set(np.unique(mask)) == {0, 1}  # foreground and background both present, nothing else
     assert not (out / "train").exists()  # train is composed on the fly
+
+
+def test_cross_set_puts_one_splits_cutouts_on_anothers_photos(
+    built: tuple[Path, dict], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, manifest = built
+    drawn_from = []
+
+    def recording_compose(backgrounds, cutouts, *args, **kwargs):
+        drawn_from.append(([b.tobytes() for b in backgrounds], [c.tobytes() for c in cutouts]))
+        return compose(backgrounds, cutouts, *args, **kwargs)
+
+    monkeypatch.setattr(unet.composites, "compose", recording_compose)
+    main(["--out", str(out), "--cross", "test:train", "--test", "3"])
+    folder = out / "test-cutouts-on-train-photos"
+    assert f"wrote 3 composites to {folder}" in capsys.readouterr().out
+
+    def pixels(kind: str, split: str) -> list[bytes]:
+        names = manifest["sources"][split][kind]
+        mode = "RGBA" if kind == "cutouts" else "RGB"
+        return [Image.open(out / kind / split / name).convert(mode).tobytes() for name in names]
+
+    assert len(drawn_from) == 3
+    assert all(drawn == (pixels("backgrounds", "train"), pixels("cutouts", "test")) for drawn in drawn_from)
+    assert [p.name for p in sorted((folder / "images").iterdir())] == [f"test_{i:04d}.jpg" for i in range(3)]
+    for index in range(3):
+        with Image.open(folder / "masks" / f"test_{index:04d}.png") as mask:
+            assert set(np.unique(np.asarray(mask))) == {0, 1}
+    assert json.loads((out / "manifest.json").read_text()) == manifest  # the built set itself is left alone
+
+
+@pytest.mark.parametrize("value", ["test", "test:test", "test:nope", "a:b:c"])
+def test_cross_refuses_what_is_not_two_splits(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--out", "unused", "--cross", value])
+    assert exit_info.value.code == 2 and "expected CUTOUTS:PHOTOS" in capsys.readouterr().err
+
+
+def test_cross_on_a_folder_never_built_says_so(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--out", str(tmp_path), "--cross", "test:train"])
+    assert "build the data set first" in str(exit_info.value)
 
 
 def test_build_is_deterministic_for_a_seed(

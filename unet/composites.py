@@ -13,7 +13,8 @@ stereo pair or a sequence form one group and land in one split). The split is de
 
 writes the prepared cut-outs and backgrounds of every split, plus fixed `val/` and `test/` sets as `images/` (JPEG)
 and `masks/` (PNG, 0 = background, 1 = foreground). Training composes new train images on the fly
-(`CompositeDataset`), so it never sees the same picture twice.
+(`CompositeDataset`), so it never sees the same picture twice. A built set can also get a diagnostic set of one
+split's cut-outs on another split's photos (`--cross test:train`: unseen objects on known photographs).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import json
 import logging
 import re
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -292,21 +294,31 @@ def build(out: Path, clipart_root: Path, photo_root: Path, seed: int, counts: di
     return manifest
 
 
-def write_fixed_split(out: Path, split: str, count: int, seed: int, size_range: tuple[int, int] = (224, 320)) -> None:
-    """Write `count` composites of `split` as out/split/images/*.jpg and out/split/masks/*.png, sizes varying."""
-    backgrounds = _load_folder(out / "backgrounds" / split, "RGB")
+def write_fixed_split(
+    out: Path, split: str, count: int, seed: int, size_range: tuple[int, int] = (224, 320), photos: str | None = None
+) -> Path:
+    """Write `count` composites of `split` as images/*.jpg and masks/*.png under out/split, sizes varying.
+
+    `photos` takes the backgrounds from another split instead, into out/SPLIT-cutouts-on-PHOTOS-photos: `test`
+    cut-outs on `train` photos, scored against `test` itself, tell how much of a model's error comes from
+    photographs it has never seen. Returns the folder written.
+    """
+    name = split if photos is None else f"{split}-cutouts-on-{photos}-photos"
+    backgrounds = _load_folder(out / "backgrounds" / (photos or split), "RGB")
     cutouts = _load_folder(out / "cutouts" / split, "RGBA")
-    images_dir, masks_dir = out / split / "images", out / split / "masks"
+    images_dir, masks_dir = out / name / "images", out / name / "masks"
     images_dir.mkdir(parents=True, exist_ok=True)
     masks_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng([seed, SPLITS.index(split), 1])
+    stream = [1] if photos is None else [2, SPLITS.index(photos)]
+    rng = np.random.default_rng([seed, SPLITS.index(split), *stream])
     for index in range(count):
         size = (int(rng.integers(*size_range, endpoint=True)), int(rng.integers(*size_range, endpoint=True)))
         image, mask = compose(backgrounds, cutouts, size, rng)
         stem = f"{split}_{index:04d}"
         image.save(images_dir / f"{stem}.jpg", quality=95)
         Image.fromarray(mask).save(masks_dir / f"{stem}.png")
-    log.info("wrote %d %s composites to %s", count, split, out / split)
+    log.info("wrote %d composites to %s", count, out / name)
+    return out / name
 
 
 def _default_photo_root() -> Path:
@@ -315,6 +327,14 @@ def _default_photo_root() -> Path:
     except ImportError:
         return Path("mvtb-data-is-not-installed")
     return Path(mvtbdata.__file__).parent / "images"
+
+
+def parse_cross(text: str) -> tuple[str, str]:
+    """'test:train' -> ('test', 'train'): the split of the cut-outs, then the split of the photos."""
+    parts = tuple(text.split(":"))
+    if len(parts) != 2 or not set(parts) <= set(SPLITS) or parts[0] == parts[1]:
+        raise argparse.ArgumentTypeError(f"expected CUTOUTS:PHOTOS, two different splits of {SPLITS}; got {text!r}")
+    return parts
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -326,8 +346,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--val", type=int, default=300, help="validation composites to write")
     parser.add_argument("--test", type=int, default=500, help="test composites to write")
     parser.add_argument("--workers", type=int, default=2, help="processes preparing the sources")
+    parser.add_argument(
+        "--cross",
+        type=parse_cross,
+        metavar="CUTOUTS:PHOTOS",
+        help="only write --test composites of one split's cut-outs on another's photos into an already built --out, "
+        "e.g. test:train (see write_fixed_split)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.cross:
+        try:
+            folder = write_fixed_split(args.out, args.cross[0], args.test, args.seed, photos=args.cross[1])
+        except FileNotFoundError as error:
+            sys.exit(f"error: {error}")
+        print(f"wrote {args.test} composites to {folder}")
+        return
     manifest = build(
         args.out, args.clipart, args.photos or _default_photo_root(), args.seed, {"val": args.val, "test": args.test},
         args.workers,
