@@ -19,6 +19,7 @@ from unet.composites import (
     CompositeRecipe,
     build,
     compose,
+    generated_background,
     main,
     photo_group,
     prepare_cutout,
@@ -273,6 +274,40 @@ def test_compose_leaves_transparent_parts_out_of_the_mask() -> None:
         assert mask[rows[0], middle[1]] == 1 and mask[middle[0], cols[0]] == 1
 
 
+def test_generated_backgrounds_are_mosaics_gradients_and_fields() -> None:
+    red, green = Image.new("RGB", (90, 70), (255, 0, 0)), Image.new("RGB", (90, 70), (0, 255, 0))
+    mosaics, others = 0, 0
+    for seed in range(30):
+        image = generated_background([red, green], (64, 48), np.random.default_rng(seed), CompositeRecipe())
+        assert image.mode == "RGB" and image.size == (64, 48)
+        twin = generated_background([red, green], (64, 48), np.random.default_rng(seed), CompositeRecipe())
+        assert np.array_equal(np.asarray(image), np.asarray(twin))  # the seed decides
+        colours = set(map(tuple, np.asarray(image).reshape(-1, 3).tolist()))
+        if colours <= {(255, 0, 0), (0, 255, 0)}:  # a mosaic: photo crops only, cut straight
+            mosaics += 1
+            pixels = np.asarray(image)
+            assert (pixels == pixels[:1]).all() or (pixels == pixels[:, :1]).all()  # stripes across the canvas
+        else:  # a gradient or a colour field: many colours, none of the photos'
+            others += 1
+            assert len(colours) > 100
+    assert mosaics >= 5 and others >= 10  # one kind in three is a mosaic
+
+
+def test_compose_on_generated_backgrounds_keeps_exact_masks() -> None:
+    photo = Image.new("RGB", (80, 60), (0, 0, 255))
+    square = Image.new("RGBA", (40, 40), (255, 0, 0, 255))
+    never, always = CompositeRecipe(max_objects=1), CompositeRecipe(max_objects=1, generated_backgrounds=1.0)
+    backgrounds = {"photo": 0, "generated": 0}
+    for seed in range(12):
+        image, mask = compose([photo], [square], (72, 56), np.random.default_rng(seed), always)
+        assert mask.any() and set(np.unique(mask).tolist()) <= {0, 1}
+        plain = np.asarray(image)[mask == 0]
+        backgrounds["photo" if (plain == (0, 0, 255)).all() else "generated"] += 1
+        image, mask = compose([photo], [square], (72, 56), np.random.default_rng(seed), never)
+        assert (np.asarray(image)[mask == 0] == (0, 0, 255)).all()  # the default recipe: always the photo
+    assert backgrounds["generated"] >= 6  # mosaics of a single blue photo look like it; the others do not
+
+
 def test_composite_dataset_items_follow_seed_epoch_and_index(built: tuple[Path, dict]) -> None:
     out, _ = built
     dataset = CompositeDataset(out, "train", size=48, length=5, seed=3)
@@ -308,9 +343,10 @@ def test_trainer_reads_a_built_set(built: tuple[Path, dict], tmp_path: Path) -> 
     run = tmp_path / "run"
     argv = ["--data", str(out), "--out", str(run), "--size-schedule", "32:1,48:1", "--epoch-size", "4"]
     argv += ["--base-width", "4", "--depth", "2", "--batch-size", "2", "--workers", "0", "--quiet", "--seed", "1"]
-    train_main(argv)
+    train_main([*argv, "--generated-backgrounds", "0.5"])
     history = json.loads((run / "history.json").read_text())
     assert [(r["epoch"], r["size"]) for r in history] == [(1, 32), (2, 48)]
     assert all(np.isfinite(r["train_loss"]) and 0 <= r["val_iou"] <= 1 for r in history)
     # A binary model named after the composite classes, validated on the fixed val/ split.
     assert json.loads((run / "best" / "config.json").read_text())["class_names"] == ["background", "foreground"]
+    assert json.loads((run / "best" / "training_args.json").read_text())["generated_backgrounds"] == 0.5

@@ -13,8 +13,10 @@ stereo pair or a sequence form one group and land in one split). The split is de
 
 writes the prepared cut-outs and backgrounds of every split, plus fixed `val/` and `test/` sets as `images/` (JPEG)
 and `masks/` (PNG, 0 = background, 1 = foreground). Training composes new train images on the fly
-(`CompositeDataset`), so it never sees the same picture twice. A built set can also get a diagnostic set of one
-split's cut-outs on another split's photos (`--cross test:train`: unseen objects on known photographs).
+(`CompositeDataset`), so it never sees the same picture twice; a share of them can be drawn on generated
+backgrounds instead (`CompositeRecipe.generated_backgrounds`, `--generated-backgrounds` in training). A built set
+can also get a diagnostic set of one split's cut-outs on another split's photos (`--cross test:train`: unseen
+objects on known photographs).
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class CompositeRecipe:
     max_rotation: float = 25.0  # degrees
     min_visible: float = 0.75  # share of an object's box that stays inside the canvas
     background_zoom: tuple[float, float] = (0.35, 1.0)  # crop of the photo, as a share of its largest crop
+    generated_backgrounds: float = 0.0  # share of pictures drawn on a generated background instead of one photo
 
 
 def photo_group(path: Path) -> str:
@@ -148,7 +151,10 @@ def compose(
     Returns the RGB image of `size` = (width, height) and its (height, width) uint8 mask, 1 where an object is.
     """
     width, height = size
-    canvas = _background_crop(backgrounds[rng.integers(len(backgrounds))], size, rng, recipe)
+    if rng.random() < recipe.generated_backgrounds:
+        canvas = generated_background(backgrounds, size, rng, recipe)
+    else:
+        canvas = _background_crop(backgrounds[rng.integers(len(backgrounds))], size, rng, recipe)
     mask = np.zeros((height, width), dtype=np.uint8)
     count = int(rng.integers(1, recipe.max_objects + 1))
     for _ in range(count):
@@ -170,6 +176,41 @@ def _background_crop(photo: Image.Image, size: tuple[int, int], rng: np.random.G
     top = int(rng.integers(0, photo.height - crop_h + 1))
     crop = photo.resize(size, Image.Resampling.BILINEAR, box=(left, top, left + crop_w, top + crop_h))
     return crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else crop
+
+
+def generated_background(
+    photos: Sequence[Image.Image], size: tuple[int, int], rng: np.random.Generator, recipe: CompositeRecipe
+) -> Image.Image:
+    """A background no photograph has: a mosaic of photo crops, a colour gradient or a smooth colour field.
+
+    Clip art is mostly flat colour with sharp edges. Backgrounds with large flat or smooth regions and with straight
+    edges that are not objects teach the model that neither alone makes an object.
+    """
+    width, height = size
+    kind = rng.integers(3)
+    if kind == 0:  # two to four photo crops side by side or stacked
+        canvas = Image.new("RGB", size)
+        along_x = rng.random() < 0.5
+        length = width if along_x else height
+        cuts = np.sort(rng.integers(1, length, size=int(rng.integers(1, 4)))).tolist()
+        for start, stop in zip([0, *cuts], [*cuts, length], strict=True):
+            if stop > start:
+                part = (stop - start, height) if along_x else (width, stop - start)
+                tile = _background_crop(photos[rng.integers(len(photos))], part, rng, recipe)
+                canvas.paste(tile, (start, 0) if along_x else (0, start))
+        return canvas
+    if kind == 1:  # a linear gradient between two colours
+        angle = rng.uniform(0, 2 * np.pi)
+        rows, cols = np.mgrid[:height, :width].astype(np.float32)
+        t = np.cos(angle) * cols / width + np.sin(angle) * rows / height
+        t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
+        ends = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
+        field = ends[0] + t[..., None] * (ends[1] - ends[0])
+    else:  # a smooth random colour field: a few random colours, interpolated over the canvas
+        cells = rng.uniform(0, 255, size=(int(rng.integers(2, 7)), int(rng.integers(2, 7)), 3)).astype(np.uint8)
+        field = np.asarray(Image.fromarray(cells).resize(size, Image.Resampling.BICUBIC), dtype=np.float32)
+    field = field + rng.normal(0, rng.uniform(0, 12), size=field.shape)  # sensor-like grain, sometimes none
+    return Image.fromarray(np.clip(field, 0, 255).astype(np.uint8))
 
 
 def _posed_object(cutout: Image.Image, canvas_side: int, count: int, rng: np.random.Generator, recipe: CompositeRecipe):

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm import tqdm
 
 from unet.augment import eval_transform, train_transform
-from unet.composites import CompositeDataset
+from unet.composites import CompositeDataset, CompositeRecipe
 from unet.datasets import OxfordPets, PairedFolder
 from unet.losses import SegmentationLoss
 from unet.metrics import ConfusionMeter, summary
@@ -92,7 +92,10 @@ def build_data(args: argparse.Namespace) -> tuple[Dataset, Dataset, list[str]]:
     size = args.size_schedule[0][0]
     if layout == "composite":
         # Compose a little larger than the crop so that scale augmentation zooms both in and out around 1.
-        train = CompositeDataset(root, "train", round(size * 1.15), args.epoch_size, args.seed, train_transform(size))
+        recipe = CompositeRecipe(generated_backgrounds=args.generated_backgrounds)
+        train = CompositeDataset(
+            root, "train", round(size * 1.15), args.epoch_size, args.seed, train_transform(size), recipe
+        )
         val = PairedFolder(root / "val", transform=eval_transform(), num_labels=2)
         return train, val, ["background", "foreground"]
     if layout == "pets":
@@ -430,6 +433,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="binary Oxford Pet: what the trimap's border becomes",
     )
     data.add_argument("--epoch-size", type=int, default=4000, help="composites drawn per epoch (composite layout)")
+    data.add_argument(
+        "--generated-backgrounds",
+        type=float,
+        default=0.0,
+        help="composite layout: share of training composites on a generated background (mosaic, gradient, field)",
+    )
     data.add_argument("--workers", type=int, default=1, help="data-loading processes")
     model = parser.add_argument_group("model")
     model.add_argument("--base-width", type=int, default=16, help="channels of the first level")
