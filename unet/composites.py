@@ -4,10 +4,12 @@ No public segmentation benchmark can be downloaded on the machines this project 
 learns from composites whose masks are exact by construction:
 
 - foreground: the public-domain cut-outs of Debian's `openclipart-png` (their transparency is the mask);
-- background: the photographs of PyPI's `mvtb-data` (MIT licence), minus its synthetic test patterns.
+- background: the photographs of PyPI's `mvtb-data` (MIT licence), minus its synthetic test patterns; for training
+  also the photographs among three Debian wallpaper packages (`WALLPAPER_PHOTOS`).
 
 Train, validation and test are disjoint by cut-out file and by background photo (near-duplicate photos such as a
-stereo pair or a sequence form one group and land in one split). The split is deterministic from a seed.
+stereo pair or a sequence form one group and land in one split). The split is deterministic from a seed. The
+wallpapers only ever add to the training photos, so validation and test stay the same with or without them.
 
     python -m unet.composites --out data/composites
 
@@ -25,6 +27,7 @@ import argparse
 import json
 import logging
 import re
+import shutil
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -51,6 +54,30 @@ NOT_PHOTOS = {
     "multiblobs", "multiblobs_edgecase", "scale-space", "segmentation", "shark1", "shark2", "shark2a", "sharks",
     "tags", "wally", "wheres-wally", "yellowtargets", "monalisa",
 }  # fmt: skip
+
+# The photographs among Debian's desktop wallpapers (the rest are illustrations, too much like clip art to serve as
+# background). Licences, from each package's copyright file: GPL-2+ (plasma-workspace-wallpapers, mate-backgrounds),
+# CC BY 4.0, CC BY-SA 3.0/4.0 and CC0 (lomiri-wallpapers-*). They are extra training backgrounds only.
+WALLPAPER_PACKAGES = (
+    "plasma-workspace-wallpapers", "mate-backgrounds", "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04",
+)  # fmt: skip
+WALLPAPER_PHOTOS = (
+    *(f"/usr/share/wallpapers/{name}/contents/images/1920x1080.jpg" for name in (
+        "BytheWater", "ColdRipple", "EveningGlow", "FallenLeaf", "Grey", "Kite", "OneStandsOut", "Path", "summer_1am",
+    )),
+    "/usr/share/wallpapers/ColorfulCups/contents/images/2560x1600.jpg",
+    *(f"/usr/share/backgrounds/mate/nature/{name}.jpg" for name in (
+        "Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird", "RainDrops", "Storm", "TwoWings",
+        "Wood", "YellowFlower",
+    )),
+    *(f"/usr/share/backgrounds/{name}.jpg" for name in (
+        "Bridge_by_Sander_Klootwijk", "Dragonfly_by_Bolly", "Kleiber_by_Lukas_Baubkus", "Picture_0B_by_freespace",
+        "Picture_1A_by_freespace", "Wine_by_Jakkub_Mede", "aitzgorri_by_Aitzol_Berasategi",
+        "analogpattern_by_Peter_Nerlich", "free_by_Peter_Nerlich", "friends_by_Aitzol_Berasategi",
+        "life_by_Aitzol_Berasategi", "picosdeeuropa_by_Aitzol_Berasategi", "seeding_by_Clements_Engelhardt",
+        "sunset_by_Aitzol_Berasategi",
+    )),
+)  # fmt: skip
 
 MAX_SOURCE_PIXELS = 4_000_000  # a few cut-outs are up to 623 MP; PIL refuses them as decompression bombs
 CUTOUT_MAX_SIDE = 320
@@ -82,6 +109,23 @@ def find_backgrounds(root: Path) -> list[Path]:
     """The photographs of mvtb-data, sorted, without its synthetic patterns."""
     found = [p for p in root.rglob("*") if p.suffix.lower() in {".jpg", ".png"} and p.stem not in NOT_PHOTOS]
     return sorted(found)
+
+
+def wallpaper_name(path: Path) -> str:
+    """A wallpaper's file name among the prepared backgrounds: KDE's are named by size, so take their folder's name."""
+    stem = path.parents[2].name if path.parent.name == "images" and path.parent.parent.name == "contents" else path.stem
+    return f"wallpaper--{stem}.jpg"
+
+
+def find_wallpapers(paths: Sequence[str] = WALLPAPER_PHOTOS) -> list[Path]:
+    """The wallpaper photographs, all of them or an error that says which packages to install."""
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} wallpaper photographs are missing, e.g. {missing[0]}: install them with `apt-get install "
+            f"{' '.join(WALLPAPER_PACKAGES)}`, or leave them out with --no-wallpapers."
+        )
+    return [Path(p) for p in paths]
 
 
 def find_cutouts(root: Path = CLIPART_ROOT) -> list[Path]:
@@ -151,7 +195,8 @@ def compose(
     Returns the RGB image of `size` = (width, height) and its (height, width) uint8 mask, 1 where an object is.
     """
     width, height = size
-    if rng.random() < recipe.generated_backgrounds:
+    # Only a recipe with generated backgrounds draws for them, so the fixed val/test sets stay as they were.
+    if recipe.generated_backgrounds > 0 and rng.random() < recipe.generated_backgrounds:
         canvas = generated_background(backgrounds, size, rng, recipe)
     else:
         canvas = _background_crop(backgrounds[rng.integers(len(backgrounds))], size, rng, recipe)
@@ -295,8 +340,19 @@ def _prepare_one(job: tuple[str, str, str]) -> str | None:
     return target
 
 
-def build(out: Path, clipart_root: Path, photo_root: Path, seed: int, counts: dict[str, int], workers: int = 2) -> dict:
-    """Prepare every split's sources under `out`, then write the fixed val and test sets. Returns the manifest."""
+def build(
+    out: Path,
+    clipart_root: Path,
+    photo_root: Path,
+    seed: int,
+    counts: dict[str, int],
+    workers: int = 2,
+    train_photos: Sequence[Path] = (),
+) -> dict:
+    """Prepare every split's sources under `out`, then write the fixed val and test sets. Returns the manifest.
+
+    `train_photos` are extra backgrounds for training only (the wallpapers); they leave val and test as they are.
+    """
     cutouts, photos = find_cutouts(clipart_root), find_backgrounds(photo_root)
     if not cutouts:
         raise FileNotFoundError(f"No clip art under {clipart_root}: install it with `apt-get install openclipart-png`.")
@@ -314,9 +370,12 @@ def build(out: Path, clipart_root: Path, photo_root: Path, seed: int, counts: di
         split = photo_split[photo_group(path)]
         name = str(path.relative_to(photo_root).with_suffix(".jpg")).replace("/", "--")
         jobs.append(("background", str(path), str(out / "backgrounds" / split / name)))
-    for split in SPLITS:
-        for kind in ("cutouts", "backgrounds"):
-            (out / kind / split).mkdir(parents=True, exist_ok=True)
+    for path in train_photos:
+        jobs.append(("background", str(path), str(out / "backgrounds" / "train" / wallpaper_name(path))))
+    for kind in ("cutouts", "backgrounds"):
+        shutil.rmtree(out / kind, ignore_errors=True)  # nothing left over from an earlier build with other sources
+        for split in SPLITS:
+            (out / kind / split).mkdir(parents=True)
 
     log.info("preparing %d cut-outs and %d photos", len(cutouts), len(photos))
     with ProcessPoolExecutor(workers) as pool:
@@ -388,6 +447,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--test", type=int, default=500, help="test composites to write")
     parser.add_argument("--workers", type=int, default=2, help="processes preparing the sources")
     parser.add_argument(
+        "--no-wallpapers", action="store_true", help="train on mvtb-data's photos alone (no Debian wallpapers)"
+    )
+    parser.add_argument(
         "--cross",
         type=parse_cross,
         metavar="CUTOUTS:PHOTOS",
@@ -403,9 +465,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             sys.exit(f"error: {error}")
         print(f"wrote {args.test} composites to {folder}")
         return
+    try:
+        wallpapers = [] if args.no_wallpapers else find_wallpapers()
+    except FileNotFoundError as error:
+        sys.exit(f"error: {error}")
     manifest = build(
         args.out, args.clipart, args.photos or _default_photo_root(), args.seed, {"val": args.val, "test": args.test},
-        args.workers,
+        args.workers, wallpapers,
     )  # fmt: skip
     for split in SPLITS:
         sources = manifest["sources"][split]
