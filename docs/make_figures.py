@@ -1,9 +1,11 @@
-"""Draw the README's pictures with the package's own code: python docs/make_figures.py [--weights SOURCE] [--out DIR]
+"""Draw the README's pictures with the package's own code: python docs/make_figures.py [--weights W] [--data D]
 
 - `tasks.png`: one example as image, semantic mask, instance map and panoptic map (`unet.instances`), from its
   ground-truth mask, or from a model's prediction with `--weights`;
 - `augmentation.png`: one example and random draws of `unet.augment.train_transform`, the mask drawn over each;
-- `unet.png`: the U-Net's levels, their channels and resolutions traced from a real `UNet(base_width=16, depth=4)`.
+- `unet.png`: the U-Net's levels, their channels and resolutions traced from a real `UNet(base_width=16, depth=4)`;
+- `composites.png`, with `--data DIR` (a set built by `python -m unet.composites`): training composites drawn from
+  its train cut-outs, on its photographs and on generated backgrounds, each with its mask outlined.
 
 Every random draw is seeded, so the pictures come out the same on every run.
 """
@@ -28,6 +30,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
 from unet.augment import train_transform
+from unet.composites import CompositeRecipe, compose, load_sources
 from unet.hub import WeightsError, load_model
 from unet.instances import describe_instances, instances_from_semantic, panoptic_from_semantic
 from unet.model import UNet, default_class_names
@@ -42,6 +45,8 @@ AUGMENT_SIZE = 256  # the training crop size
 AUGMENT_DRAWS = 5
 MASK_ALPHA = 0.35  # light enough to see the object under its mask
 SEED = 0
+COMPOSITE_SIZE = 200  # the training composites' side (176 px crops are cut from 1.15x that)
+COMPOSITES_PER_ROW = 4
 LABEL_DIVISOR = 1000
 MAX_BOXES = 20  # instance boxes drawn on tasks.png when there are no more instances than this
 LEGEND_ENTRIES = 5  # at most this many panoptic segments named under tasks.png
@@ -168,6 +173,23 @@ def augmentation_figure(image: Image.Image, mask: np.ndarray, draws: int = AUGME
     ]
     legend = legend_image(entries)
     return _stack([*rows, legend])
+
+
+# Composites ----------------------------------------------------------------------------------------------------------
+
+
+def composites_figure(backgrounds: Sequence[Image.Image], cutouts: Sequence[Image.Image]) -> Image.Image:
+    """Training composites as `CompositeDataset` draws them: a row on photographs, a row on generated backgrounds."""
+    rows = []
+    for share, title in ((0.0, "on a training photo"), (1.0, "on a generated background")):
+        recipe = CompositeRecipe(generated_backgrounds=share)
+        panels = []
+        for index in range(COMPOSITES_PER_ROW):
+            rng = np.random.default_rng([SEED, index])
+            image, mask = compose(backgrounds, cutouts, (COMPOSITE_SIZE, COMPOSITE_SIZE), rng, recipe)
+            panels.append(overlay(image, mask, alpha=MASK_ALPHA))
+        rows.append(side_by_side(panels, [title] * len(panels), height=COMPOSITE_SIZE))
+    return _stack([*rows, legend_image([("mask (the pasted cut-outs)", _hex(PALETTE[1]))])])
 
 
 # The U-Net diagram ---------------------------------------------------------------------------------------------------
@@ -378,8 +400,9 @@ def tasks_mask(image: Image.Image, weights: str | None) -> tuple[np.ndarray, lis
     return Predictor(model).predict(image).mask, model.class_names, "prediction"
 
 
-def make_figures(out: Path, weights: str | None = None) -> list[Path]:
-    """Write tasks.png, augmentation.png and unet.png into `out`; `weights` makes tasks.png show a prediction."""
+def make_figures(out: Path, weights: str | None = None, data: Path | None = None) -> list[Path]:
+    """Write tasks.png, augmentation.png and unet.png into `out`; `weights` makes tasks.png show a prediction,
+    `data` (a built composite set) adds composites.png."""
     out.mkdir(parents=True, exist_ok=True)
     image = load_image(EXAMPLES / "images" / f"{TASKS_EXAMPLE}.jpg")
     written = [_save(tasks_figure(image, *tasks_mask(image, weights)), out / "tasks.png", photo=True)]
@@ -389,6 +412,9 @@ def make_figures(out: Path, weights: str | None = None) -> list[Path]:
     written.append(_save(augmentation_figure(image, mask), out / "augmentation.png", photo=True))
 
     written.append(_save(unet_figure(UNet(base_width=16, depth=4)), out / "unet.png"))
+    if data is not None:
+        backgrounds, cutouts = load_sources(data, "train")
+        written.append(_save(composites_figure(backgrounds, cutouts), out / "composites.png", photo=True))
     return written
 
 
@@ -400,10 +426,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="FOLDER|USER/NAME[@REV]",
         help="draw tasks.png from this model's prediction instead of the example's ground-truth mask",
     )
+    parser.add_argument("--data", type=Path, help="a built composite set: also draw composites.png from it")
     args = parser.parse_args(argv)
     try:
-        written = make_figures(args.out, args.weights)
-    except WeightsError as error:  # a message, as the other CLIs give, not a traceback
+        written = make_figures(args.out, args.weights, args.data)
+    except (WeightsError, FileNotFoundError) as error:  # a message, as the other CLIs give, not a traceback
         sys.exit(f"error: {error}")
     for path in written:
         print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")

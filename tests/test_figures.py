@@ -1,5 +1,5 @@
-"""The README's figures script: it writes the three pictures, each of a sensible size and not blank, the same on
-every run, and traces the U-Net's real shapes."""
+"""The README's figures script: it writes the three pictures (four with a built composite set), each of a sensible
+size and not blank, the same on every run, and traces the U-Net's real shapes."""
 
 from __future__ import annotations
 
@@ -12,14 +12,17 @@ from PIL import Image
 
 from docs.make_figures import (
     AUGMENT_EXAMPLE,
+    COMPOSITE_SIZE,
     EXAMPLES,
     TASKS_EXAMPLE,
     augmentation_figure,
+    composites_figure,
     main,
     tasks_figure,
     tasks_mask,
     trace_shapes,
 )
+from unet.composites import load_sources
 from unet.model import UNet
 from unet.preprocessing import load_image, load_mask
 
@@ -84,3 +87,32 @@ def test_bad_weights_exit_with_a_message(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["--weights", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])
     assert str(exit_info.value.code).startswith("error: ") and "neither an existing folder" in str(exit_info.value.code)
+
+
+def test_composites_figure_from_a_built_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--data draws composites.png from a built set's train sources: 2 rows of 4, the same on every run."""
+    rng = np.random.default_rng(0)
+    for index in range(3):
+        folder = tmp_path / "set" / "backgrounds" / "train"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(folder / f"photo{index}.jpg")
+        disc = np.zeros((48, 48, 4), dtype=np.uint8)
+        rows, cols = np.mgrid[:48, :48]
+        disc[(rows - 24) ** 2 + (cols - 24) ** 2 < 400] = (200, 40 * index, 40, 255)
+        folder = tmp_path / "set" / "cutouts" / "train"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(disc, "RGBA").save(folder / f"disc{index}.png")
+
+    main(["--out", str(tmp_path / "out"), "--data", str(tmp_path / "set")])
+    assert f"wrote {tmp_path / 'out' / 'composites.png'}" in capsys.readouterr().out
+    with Image.open(tmp_path / "out" / "composites.png") as picture:
+        first = np.asarray(picture.convert("RGB"))
+    assert first.shape[1] >= 4 * COMPOSITE_SIZE and first.shape[0] >= 2 * COMPOSITE_SIZE
+
+    backgrounds, cutouts = load_sources(tmp_path / "set", "train")
+    again = np.asarray(composites_figure(backgrounds, cutouts))
+    assert np.array_equal(again, np.asarray(composites_figure(backgrounds, cutouts)))
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--out", str(tmp_path / "out"), "--data", str(tmp_path / "unbuilt")])
+    assert "build the data set first" in str(exit_info.value.code)

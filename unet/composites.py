@@ -293,6 +293,12 @@ def _load_folder(folder: Path, mode: str) -> list[Image.Image]:
     return images
 
 
+def load_sources(root: str | Path, split: str) -> tuple[list[Image.Image], list[Image.Image]]:
+    """One split's prepared (backgrounds as RGB, cut-outs as RGBA) of a built set."""
+    root = Path(root)
+    return _load_folder(root / "backgrounds" / split, "RGB"), _load_folder(root / "cutouts" / split, "RGBA")
+
+
 class CompositeDataset(Dataset):
     """Composites drawn on the fly from one split's prepared cut-outs and backgrounds.
 
@@ -310,9 +316,7 @@ class CompositeDataset(Dataset):
         transform: Callable | None = None,
         recipe: CompositeRecipe = CompositeRecipe(),
     ) -> None:
-        root = Path(root)
-        self.cutouts = _load_folder(root / "cutouts" / split, "RGBA")
-        self.backgrounds = _load_folder(root / "backgrounds" / split, "RGB")
+        self.backgrounds, self.cutouts = load_sources(root, split)
         self.size, self.length, self.seed = size, length, seed
         self.transform, self.recipe = transform, recipe
         self.epoch = 0
