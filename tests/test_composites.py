@@ -4,6 +4,7 @@ the fixed val/test sets it writes, masks exactly under the pasted alpha, and rep
 from __future__ import annotations
 
 import json
+import shutil
 from itertools import chain
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from unet.composites import (
     generated_background,
     main,
     photo_group,
+    picture_key,
     prepare_cutout,
     split_groups,
     wallpaper_name,
@@ -223,6 +225,25 @@ def test_wallpapers_only_add_training_photos(
     assert find_wallpapers([str(kde), str(plain)]) == [kde, plain]
     with pytest.raises(FileNotFoundError, match=r"apt-get install plasma-workspace-wallpapers.*--no-wallpapers"):
         find_wallpapers([str(kde), str(tmp_path / "gone.jpg")])
+
+
+def test_test_leaves_out_cutouts_whose_picture_is_in_train_or_val(sources: tuple[Path, Path], tmp_path: Path) -> None:
+    """The same clip art filed under two categories must not be trained on and then scored on."""
+    clipart = tmp_path / "clipart"
+    shutil.copytree(sources[0], clipart)
+    shutil.copytree(sources[0] / "animals", clipart / "copies" / "animals")  # cat and dog under two names each
+    manifest = build(tmp_path / "out", clipart, sources[1], seed=0, counts=COUNTS, workers=1)
+
+    def pictures(split: str) -> set[str]:
+        return {picture_key(path) for path in (tmp_path / "out" / "cutouts" / split).iterdir()}
+
+    assert manifest["test_twins_left_out"]  # some test names had a twin in train or val ...
+    assert not pictures("test") & (pictures("train") | pictures("val"))  # ... and none is left in test
+    assert len(pictures("test")) >= 1 and (tmp_path / "out" / "test" / "images" / "test_0000.jpg").is_file()
+    listed = manifest["sources"]["test"]["cutouts"]
+    assert sorted(p.name for p in (tmp_path / "out" / "cutouts" / "test").iterdir()) == listed
+    assert not set(listed) & set(manifest["test_twins_left_out"])
+    assert pictures("val") & pictures("train")  # validation keeps its twins: it only picks the epoch
 
 
 def test_command_line_builds_without_wallpapers(

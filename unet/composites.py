@@ -8,8 +8,10 @@ learns from composites whose masks are exact by construction:
   also the photographs among three Debian wallpaper packages (`WALLPAPER_PHOTOS`).
 
 Train, validation and test are disjoint by cut-out file and by background photo (near-duplicate photos such as a
-stereo pair or a sequence form one group and land in one split). The split is deterministic from a seed. The
-wallpapers only ever add to the training photos, so validation and test stay the same with or without them.
+stereo pair or a sequence form one group and land in one split). openclipart files some pictures under several names
+(one per category), so test also leaves out every cut-out whose picture is among the train or val cut-outs. The
+split is deterministic from a seed. The wallpapers only ever add to the training photos, so validation and test stay
+the same with or without them.
 
     python -m unet.composites --out data/composites
 
@@ -24,6 +26,7 @@ objects on known photographs).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import re
@@ -335,6 +338,26 @@ class CompositeDataset(Dataset):
         return image_to_tensor(image), torch.from_numpy(mask).long()
 
 
+def picture_key(path: Path) -> str:
+    """A prepared cut-out's picture at 32 px: the same clip art filed under two names gets the same key."""
+    with Image.open(path) as image:
+        image.thumbnail((32, 32))
+        return hashlib.md5(image.tobytes()).hexdigest()
+
+
+def drop_test_twins(out: Path) -> list[str]:
+    """Delete the prepared test cut-outs whose picture is also a train or val cut-out; return their names.
+
+    Validation keeps its twins of training cut-outs: it only picks the best epoch, while test scores must come from
+    pictures no step of training has seen.
+    """
+    seen = {picture_key(path) for split in ("train", "val") for path in (out / "cutouts" / split).iterdir()}
+    twins = [path for path in sorted((out / "cutouts" / "test").iterdir()) if picture_key(path) in seen]
+    for path in twins:
+        path.unlink()
+    return [path.name for path in twins]
+
+
 def _prepare_one(job: tuple[str, str, str]) -> str | None:
     kind, source, target = job
     prepared = prepare_cutout(Path(source)) if kind == "cutout" else prepare_background(Path(source))
@@ -384,8 +407,11 @@ def build(
     log.info("preparing %d cut-outs and %d photos", len(cutouts), len(photos))
     with ProcessPoolExecutor(workers) as pool:
         kept = {target for target in pool.map(_prepare_one, jobs, chunksize=32) if target}
+    twins = drop_test_twins(out)
+    kept -= {str(out / "cutouts" / "test" / name) for name in twins}
+    log.info("left %d test cut-outs out: their pictures are train or val cut-outs too", len(twins))
 
-    manifest = {"seed": seed, "sources": {}, "sizes": {}}
+    manifest = {"seed": seed, "sources": {}, "sizes": {}, "test_twins_left_out": twins}
     for split in SPLITS:
         manifest["sources"][split] = {
             "cutouts": sorted(Path(t).name for k, _, t in jobs if k == "cutout" and t in kept and f"/{split}/" in t),
@@ -480,6 +506,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for split in SPLITS:
         sources = manifest["sources"][split]
         print(f"{split}: {len(sources['cutouts'])} cut-outs, {len(sources['backgrounds'])} photos")
+    print(f"test: {len(manifest['test_twins_left_out'])} cut-outs left out, their pictures are train or val cut-outs")
 
 
 if __name__ == "__main__":
