@@ -223,7 +223,7 @@ def test_wallpapers_only_add_training_photos(
     assert not list((target / "backgrounds" / "train").glob("wallpaper--*"))
 
     assert find_wallpapers([str(kde), str(plain)]) == [kde, plain]
-    with pytest.raises(FileNotFoundError, match=r"apt-get install plasma-workspace-wallpapers.*--no-wallpapers"):
+    with pytest.raises(FileNotFoundError, match=r"apt-get install plasma-workspace-wallpapers.*without --wallpapers"):
         find_wallpapers([str(kde), str(tmp_path / "gone.jpg")])
 
 
@@ -246,15 +246,27 @@ def test_test_leaves_out_cutouts_whose_picture_is_in_train_or_val(sources: tuple
     assert pictures("val") & pictures("train")  # validation keeps its twins: it only picks the epoch
 
 
-def test_command_line_builds_without_wallpapers(
-    sources: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_command_line_builds_without_wallpapers_unless_asked(
+    sources: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     clipart, photos = sources
-    argv = ["--out", str(tmp_path / "cli"), "--clipart", str(clipart), "--photos", str(photos), "--no-wallpapers"]
-    main([*argv, "--val", "2", "--test", "3", "--workers", "1"])
+    argv = ["--out", str(tmp_path / "cli"), "--clipart", str(clipart), "--photos", str(photos), "--workers", "1"]
+    main([*argv, "--val", "2", "--test", "3"])
     assert "train:" in capsys.readouterr().out
     assert len(list((tmp_path / "cli" / "test" / "images").iterdir())) == 3
     assert not list((tmp_path / "cli" / "backgrounds" / "train").glob("wallpaper--*"))
+
+    wallpaper = tmp_path / "Lake.jpg"
+    Image.new("RGB", (120, 80), (90, 90, 90)).save(wallpaper)
+    monkeypatch.setattr(unet.composites, "find_wallpapers", lambda: [wallpaper])
+    main([*argv, "--val", "2", "--test", "3", "--wallpapers"])
+    added = (tmp_path / "cli" / "backgrounds" / "train").glob("wallpaper--*")
+    assert [path.name for path in added] == ["wallpaper--Lake.jpg"]
+
+    monkeypatch.setattr(unet.composites, "find_wallpapers", lambda: find_wallpapers([str(tmp_path / "gone.jpg")]))
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--wallpapers"])
+    assert str(exit_info.value.code).startswith("error: 1 wallpaper photographs are missing")
 
 
 def test_missing_sources_say_how_to_install_them(sources: tuple[Path, Path], tmp_path: Path) -> None:

@@ -4,8 +4,8 @@ No public segmentation benchmark can be downloaded on the machines this project 
 learns from composites whose masks are exact by construction:
 
 - foreground: the public-domain cut-outs of Debian's `openclipart-png` (their transparency is the mask);
-- background: the photographs of PyPI's `mvtb-data` (MIT licence), minus its synthetic test patterns; for training
-  also the photographs among three Debian wallpaper packages (`WALLPAPER_PHOTOS`).
+- background: the photographs of PyPI's `mvtb-data` (MIT licence), minus its synthetic test patterns; with
+  `--wallpapers`, training also gets the photographs among Debian's wallpaper packages (`WALLPAPER_PHOTOS`).
 
 Train, validation and test are disjoint by cut-out file and by background photo (near-duplicate photos such as a
 stereo pair or a sequence form one group and land in one split). openclipart files some pictures under several names
@@ -60,7 +60,7 @@ NOT_PHOTOS = {
 
 # The photographs among Debian's desktop wallpapers (the rest are illustrations, too much like clip art to serve as
 # background). Licences, from each package's copyright file: GPL-2+ (plasma-workspace-wallpapers, mate-backgrounds),
-# CC BY 4.0, CC BY-SA 3.0/4.0 and CC0 (lomiri-wallpapers-*). They are extra training backgrounds only.
+# CC BY 4.0, CC BY-SA 3.0/4.0 and CC0 (lomiri-wallpapers-*). Extra training backgrounds, with --wallpapers.
 WALLPAPER_PACKAGES = (
     "plasma-workspace-wallpapers", "mate-backgrounds", "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04",
 )  # fmt: skip
@@ -126,7 +126,7 @@ def find_wallpapers(paths: Sequence[str] = WALLPAPER_PHOTOS) -> list[Path]:
     if missing:
         raise FileNotFoundError(
             f"{len(missing)} wallpaper photographs are missing, e.g. {missing[0]}: install them with `apt-get install "
-            f"{' '.join(WALLPAPER_PACKAGES)}`, or leave them out with --no-wallpapers."
+            f"{' '.join(WALLPAPER_PACKAGES)}`, or build without --wallpapers."
         )
     return [Path(p) for p in paths]
 
@@ -477,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--test", type=int, default=500, help="test composites to write")
     parser.add_argument("--workers", type=int, default=2, help="processes preparing the sources")
     parser.add_argument(
-        "--no-wallpapers", action="store_true", help="train on mvtb-data's photos alone (no Debian wallpapers)"
+        "--wallpapers", action="store_true", help="add Debian's wallpaper photographs to the training photos"
     )
     parser.add_argument(
         "--cross",
@@ -496,7 +496,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"wrote {args.test} composites to {folder}")
         return
     try:
-        wallpapers = [] if args.no_wallpapers else find_wallpapers()
+        wallpapers = find_wallpapers() if args.wallpapers else []
     except FileNotFoundError as error:
         sys.exit(f"error: {error}")
     manifest = build(
