@@ -175,7 +175,7 @@ def build_demo(predictor: Predictor, info: WeightsInfo, warning: str | None = No
                     0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="opacity"
                 )
                 flip = gr.Checkbox(
-                    label="Flip test-time augmentation (average with the mirrored image; twice the time)",
+                    label="Flip test-time augmentation (average over the four mirror images; four times the time)",
                     elem_id="flip",
                 )
                 run_button = gr.Button("Run", variant="primary", elem_id="run")

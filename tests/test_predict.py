@@ -14,7 +14,7 @@ from PIL import Image
 from unet.hub import load_model
 from unet.model import UNet
 from unet.predict import Predictor, main
-from unet.preprocessing import load_image
+from unet.preprocessing import image_to_tensor, load_image, logits_to_probabilities
 
 # name: (mode, (width, height))
 INPUTS = {
@@ -94,6 +94,25 @@ def test_writes_mask_and_overlay_of_the_input_size(
         assert not np.array_equal(overlay[mask != 0], seen[mask != 0])
     printed = capsys.readouterr().out
     assert all(f"{out / stem}.png" in printed for stem in stems)
+
+
+@pytest.mark.parametrize("num_classes", [1, 3])
+def test_flip_averages_the_four_mirror_images(images: dict[str, Path], tmp_path: Path, num_classes: int) -> None:
+    """With flip, mirroring the input mirrors the output exactly (a random network is far from that by itself), and
+    the probabilities are those of the mean of the four mirrored images' logits, mirrored back."""
+    predictor = Predictor(load_model(weights(tmp_path / "weights", num_classes))[0])
+    image = load_image(images["odd.png"])  # odd sides: a mirror is not a shift of the padding
+    plain = predictor.probabilities(image)
+    tta = predictor.probabilities(image, flip=True)
+    for method, dims in ((Image.Transpose.FLIP_LEFT_RIGHT, (-1,)), (Image.Transpose.FLIP_TOP_BOTTOM, (-2,))):
+        mirrored = image.transpose(method)
+        torch.testing.assert_close(predictor.probabilities(mirrored, flip=True), tta.flip(dims))
+        assert (predictor.probabilities(mirrored) - plain.flip(dims)).abs().max() > 1e-3
+    with torch.inference_mode():  # each mirror image on its own, by hand
+        x = image_to_tensor(image)[None]
+        logits = [predictor.model(x.flip(dims)).flip(dims) for dims in ((), (-1,), (-2,), (-2, -1))]
+    expected = logits_to_probabilities(torch.stack(logits).mean(0)[0], (image.height, image.width))
+    torch.testing.assert_close(tta, expected)
 
 
 def test_threshold_decides_binary_masks(images: dict[str, Path], tmp_path: Path) -> None:

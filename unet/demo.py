@@ -213,7 +213,7 @@ def segment(
         ground_truth: The true mask (class indices; 0/255 for binary), the image's size; None for none.
         threshold: Foreground probability from which a pixel is foreground (binary models only).
         opacity: Opacity of the mask colours in the overlays, 0 to 1.
-        flip: Average with the mirrored image (test-time augmentation, twice the time).
+        flip: Average over the image's four mirror images (test-time augmentation, four times the time).
         downloads: Folder for the mask and overlay PNGs (a new folder per run inside it); default a folder in the
             system's temporary directory. Run folders older than an hour are deleted.
         max_pixels: Larger images are refused.

@@ -98,7 +98,7 @@ def evaluate(
         predictor: The model wrapped for inference; its `max_side` is recorded in the result.
         dataset: The images and masks; give it `num_labels=model.num_labels` so bad masks are refused by name.
         threshold: Foreground probability cut for binary models.
-        flip: Average each prediction with that of the mirrored image.
+        flip: Average each prediction over the image's four mirror images (`Predictor.probabilities`).
         class_names: One name a class of the model; the model's own `class_names` when None.
         progress: Show a progress bar on a terminal.
 
@@ -266,7 +266,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--masks", type=Path, required=True, help="folder of masks, paired with the images by stem")
     parser.add_argument("--out", type=Path, help="folder for eval.json, per_image.csv and cases.png")
     parser.add_argument("--threshold", type=float, default=0.5, help="foreground probability cut (binary models)")
-    parser.add_argument("--flip", action="store_true", help="average with the mirrored image (twice the time)")
+    parser.add_argument(
+        "--flip", action="store_true", help="average over the image's four mirror images (four times the time)"
+    )
     parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, help="shrink larger images to this side")
     parser.add_argument("--class-names", help="comma-separated, background first (default: the model's config)")
     parser.add_argument("--dataset", help="name in eval.json (default: the images folder's parent folder)")

@@ -35,6 +35,7 @@ from unet.visualize import overlay
 log = logging.getLogger("unet.predict")
 
 DEFAULT_MAX_SIDE = 512
+MIRRORS = ((), (-1,), (-2,), (-2, -1))  # the dims to flip: as is, left-right, up-down, both
 
 
 @dataclass(frozen=True)
@@ -67,12 +68,17 @@ class Predictor:
 
     @torch.inference_mode()
     def probabilities(self, image: Image.Image, flip: bool = False) -> torch.Tensor:
-        """Per-class probabilities (num_labels, H, W) at the image's size; `flip` averages in the mirrored image."""
+        """Per-class probabilities (num_labels, H, W) at the image's size.
+
+        `flip` is test-time augmentation: the image and its three mirror images (left-right, up-down, both) go through
+        the model as one batch, and their logits, mirrored back, are averaged (four times the work).
+        """
         batch = image_to_tensor(resize_for_model(image, self.max_side))[None].to(self.device)
-        batch = batch.contiguous(memory_format=torch.channels_last)
-        logits = self.model(batch)
-        if flip:  # test-time augmentation: the mirrored image's logits, mirrored back
-            logits = (logits + self.model(batch.flip(-1)).flip(-1)) / 2
+        if flip:
+            batch = torch.cat([batch.flip(dims) for dims in MIRRORS])
+        logits = self.model(batch.contiguous(memory_format=torch.channels_last))
+        if flip:
+            logits = torch.stack([logits[i].flip(dims) for i, dims in enumerate(MIRRORS)]).mean(0, keepdim=True)
         return logits_to_probabilities(logits[0], (image.height, image.width))
 
     def predict(self, image: Image.Image | str | Path, threshold: float = 0.5, flip: bool = False) -> Prediction:
@@ -112,7 +118,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for the masks and overlays")
     add_weights_argument(parser)
     parser.add_argument("--threshold", type=float, default=0.5, help="foreground probability cut (binary models)")
-    parser.add_argument("--flip", action="store_true", help="average with the mirrored image (twice the time)")
+    parser.add_argument(
+        "--flip", action="store_true", help="average over the image's four mirror images (four times the time)"
+    )
     parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, help="shrink larger images to this side")
     args = parser.parse_args(argv)
     if not 0 <= args.threshold <= 1:  # also refuses nan
