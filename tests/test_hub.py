@@ -383,6 +383,13 @@ def test_card_without_evaluation_says_so_and_has_no_scores(checkpoints):
     assert 'unet.load_model("USER/NAME@<commit sha>")' in card
 
 
+def test_card_says_whether_the_scores_used_test_time_augmentation(checkpoints):
+    plain = hub.build_model_card(checkpoints["main"], {**EVAL, "flip": False})
+    flipped = hub.build_model_card(checkpoints["main"], {**EVAL, "flip": True})
+    assert "without test-time augmentation" in plain and "--flip" not in plain
+    assert "with flip test-time augmentation (the four mirror images averaged: `--flip`)" in flipped
+
+
 def test_notes_flag_puts_the_markdown_in_the_card_before_the_training_section(trained_folder, tmp_path):
     notes = tmp_path / "notes.md"
     notes.write_text("## Training data\n\nClip art pasted on photographs.\n")

@@ -715,9 +715,14 @@ def _training_section(folder: Path, training: dict | None) -> str:
 def _evaluation_section(scores: dict | None) -> str:
     if not scores:
         return "## Evaluation\n\nNot evaluated yet: run the evaluate CLI and push again with `--eval-json`."
+    augmentation = (
+        "with flip test-time augmentation (the four mirror images averaged: `--flip`)"
+        if scores.get("flip")
+        else "without test-time augmentation"
+    )
     header = (
         f"## Evaluation\n\nOn `{scores['dataset']}` ({scores.get('num_images', '?')} images, "
-        f"`{scores.get('images', '?')}`), threshold {scores.get('threshold', '?')}, "
+        f"`{scores.get('images', '?')}`), threshold {scores.get('threshold', '?')}, {augmentation}, "
         f"evaluated {scores.get('date', '?')} by the evaluate CLI (`eval.json`):"
     )
     rows = ["| class | IoU | Dice |", "|---|---|---|"]
