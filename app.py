@@ -21,8 +21,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from unet.demo import (
     DemoResult,
     ImageInput,
@@ -54,16 +52,17 @@ IMAGE_HEIGHT = 300
 NO_RESULT = "Upload an image to see its segmentation."
 
 # What one run returns, in the order of the `outputs` list in `build_demo`: the mask file first, as the API says.
+# Pictures are PNG files (`DemoResult.picture_files` says why).
 Outputs = tuple[
     str | None,  # mask PNG (class indices, full size)
-    Image.Image | None,  # prediction overlay
-    Image.Image | None,  # ground-truth overlay
-    Image.Image | None,  # error map
+    str | None,  # prediction overlay
+    str | None,  # ground-truth overlay
+    str | None,  # error map
     dict[str, Any] | None,  # scores as JSON
     str,  # scores as Markdown
     str | None,  # overlay PNG (full size)
-    Image.Image | None,  # the image as the model saw it
-    tuple[Image.Image, Image.Image] | None,  # before / after
+    str | None,  # the image as the model saw it
+    tuple[str, str] | None,  # before / after
 ]
 NO_OUTPUTS: Outputs = (None, None, None, None, None, NO_RESULT, None, None, None)
 
@@ -73,16 +72,17 @@ NO_OUTPUTS: Outputs = (None, None, None, None, None, NO_RESULT, None, None, None
 
 
 def _outputs(result: DemoResult) -> Outputs:
+    files = {name: None if path is None else str(path) for name, path in result.picture_files().items()}
     return (
         str(result.mask_file),
-        result.overlay,
-        result.truth_overlay,
-        result.error_map,
+        files["overlay"],
+        files["truth_overlay"],
+        files["error_map"],
         result.scores,
         result.table,
         str(result.overlay_file),
-        result.image,
-        (result.image, result.overlay),
+        files["image"],
+        (files["image"], files["overlay"]),
     )
 
 

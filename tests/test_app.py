@@ -215,3 +215,16 @@ def test_clearing_the_image_clears_the_results_and_a_run_without_one_says_what_t
     assert app.segment_new_input(predictor, None, str(EXAMPLE_MASK)) == app.NO_OUTPUTS
     with pytest.raises(gr.Error, match="No image yet: upload, drop, paste or take a photo first"):
         app.segment_image(predictor, None)
+
+
+def test_pictures_reach_gradio_as_png_files_of_the_run(predictor: Predictor) -> None:
+    """Files, not images: Gradio renames a copied file into its cache, but writes an image over the cached copy of an
+    identical earlier result while a browser may still be downloading it."""
+    outputs = app.segment_image(predictor, str(EXAMPLE_IMAGE), str(EXAMPLE_MASK))
+    run_folder = Path(outputs[MASK]).parent
+    pictures = [outputs[PREDICTION], outputs[TRUTH], outputs[ERRORS], outputs[SHOWN], *outputs[BEFORE_AFTER]]
+    for picture in pictures:
+        assert isinstance(picture, str) and Path(picture).parent == run_folder
+        with Image.open(picture) as opened:
+            assert opened.format == "PNG"
+    assert outputs[BEFORE_AFTER] == (outputs[SHOWN], outputs[PREDICTION])

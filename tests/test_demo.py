@@ -119,6 +119,20 @@ def test_downloads_are_full_size_pngs_and_the_page_gets_display_size(predictor: 
     assert result.image.size == result.overlay.size == shown
 
 
+def test_picture_files_are_the_display_pictures_beside_the_downloads(predictor: Predictor, tmp_path: Path) -> None:
+    image, truth = save(photo(), tmp_path / "photo.png"), save(truth_mask() * 255, tmp_path / "truth.png")
+    with_truth = segment(predictor, image, truth, downloads=tmp_path)
+    files = with_truth.picture_files()
+    assert set(files) == {"image", "overlay", "truth_overlay", "error_map"}
+    for name, path in files.items():
+        assert path.parent == with_truth.mask_file.parent
+        with Image.open(path) as picture:
+            assert picture.format == "PNG"
+            np.testing.assert_array_equal(np.asarray(picture), np.asarray(getattr(with_truth, name)))
+    without_truth = segment(predictor, image, downloads=tmp_path).picture_files()
+    assert without_truth["truth_overlay"] is None and without_truth["error_map"] is None
+
+
 def test_a_gradio_file_payload_reads_like_its_path(predictor: Predictor, tmp_path: Path) -> None:
     path = save(photo(), tmp_path / "photo.png")
     from_path = segment(predictor, path, downloads=tmp_path, flip=True)

@@ -54,6 +54,21 @@ class DemoResult:
     mask_file: Path  # PNG of class indices, full size
     overlay_file: Path  # PNG of the overlay, full size
 
+    def picture_files(self) -> dict[str, Path | None]:
+        """The display pictures as PNG files beside `mask_file`: image, overlay, truth_overlay, error_map.
+
+        A web page should be handed these files rather than the images: Gradio copies a file into its cache under a
+        temporary name and renames it into place, while it writes an image over the cached copy of an identical
+        earlier result, which a browser may be downloading at that moment (the same example run twice, say).
+        """
+        files: dict[str, Path | None] = {}
+        for name in ("image", "overlay", "truth_overlay", "error_map"):
+            picture = getattr(self, name)
+            files[name] = None if picture is None else self.mask_file.parent / f"{name}.png"
+            if picture is not None:
+                picture.save(files[name], format="PNG", compress_level=1)  # fast; photo-like pictures
+        return files
+
 
 def upload_path(value: ImageInput | None) -> str | Path | Image.Image | None:
     """The file behind an input: a Gradio file payload (a mapping with "path") becomes its path; others pass through.
