@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import Subset
+from torchvision.transforms import v2
 
 import unet.train
 from unet import load_model
@@ -26,7 +28,16 @@ from unet.losses import SegmentationLoss
 from unet.metrics import ConfusionMeter
 from unet.model import UNet
 from unet.predict import Predictor
-from unet.train import build_parser, load_resume_state, main, parse_size_schedule, resolve_amp, save_checkpoint
+from unet.train import (
+    build_data,
+    build_parser,
+    load_resume_state,
+    main,
+    parse_size_schedule,
+    resolve_amp,
+    save_checkpoint,
+    set_train_size,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -255,6 +266,31 @@ def test_bad_size_schedule_is_a_clear_argparse_error(
 def test_size_schedule_parses() -> None:
     assert parse_size_schedule("128:8,192:8,256:12") == [(128, 8), (192, 8), (256, 12)]
     assert build_parser().parse_args(["--data", "d", "--out", "o"]).size_schedule == [(256, 20)]
+
+
+@pytest.mark.parametrize("text", ["0.5", "0,1", "0.8,0.5", "0.5,1.5", "a,b"])
+def test_bad_crop_scale_is_refused_with_the_expected_form(text: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["--data", "d", "--out", "o", "--crop-scale", text])
+    assert exit_info.value.code == 2
+    assert "argument --crop-scale" in capsys.readouterr().err
+
+
+def test_crop_scale_reaches_the_random_crop_at_every_size(data: tuple[Path, Path]) -> None:
+    """The crop range is the one of the flag, also after progressive resizing swaps in the next size's transform."""
+    args = build_parser().parse_args(["--data", str(data[0]), "--out", "o", "--crop-scale", "0.25,0.75"])
+    assert args.crop_scale == (0.25, 0.75)
+    train_set, _, _ = build_data(args)
+
+    def random_crop(dataset) -> v2.RandomResizedCrop:
+        base = dataset.dataset if isinstance(dataset, Subset) else dataset
+        return next(t for t in base.transform.geometric.transforms if isinstance(t, v2.RandomResizedCrop))
+
+    assert random_crop(train_set).scale == (0.25, 0.75)
+    set_train_size(train_set, 48, args.crop_scale)
+    assert random_crop(train_set).scale == (0.25, 0.75) and random_crop(train_set).size == (48, 48)
+    default = build_parser().parse_args(["--data", "d", "--out", "o"]).crop_scale
+    assert default == (0.5, 1.0)
 
 
 def test_bf16_training_learns_and_validates_in_fp32(data: tuple[Path, Path], tmp_path: Path) -> None:

@@ -59,6 +59,17 @@ def parse_size_schedule(text: str) -> list[tuple[int, int]]:
     return stages
 
 
+def parse_crop_scale(text: str) -> tuple[float, float]:
+    """'0.25,1' -> (0.25, 1.0): the range of the share of a training image that one random crop covers."""
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX, e.g. 0.5,1; got {text!r}") from None
+    if not 0 < low <= high <= 1:
+        raise argparse.ArgumentTypeError(f"need 0 < MIN <= MAX <= 1, got {text!r}")
+    return low, high
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Data
 
@@ -89,12 +100,12 @@ def build_data(args: argparse.Namespace) -> tuple[Dataset, Dataset, list[str]]:
     """The training set (augmented, its size settable), the validation set and the class names."""
     root = Path(args.data)
     layout = data_layout(root)
-    size = args.size_schedule[0][0]
+    size, crop = args.size_schedule[0][0], args.crop_scale
     if layout == "composite":
         # Compose a little larger than the crop so that scale augmentation zooms both in and out around 1.
         recipe = CompositeRecipe(generated_backgrounds=args.generated_backgrounds)
         train = CompositeDataset(
-            root, "train", round(size * 1.15), args.epoch_size, args.seed, train_transform(size), recipe
+            root, "train", round(size * 1.15), args.epoch_size, args.seed, train_transform(size, crop), recipe
         )
         val = PairedFolder(root / "val", transform=eval_transform(), num_labels=2)
         return train, val, ["background", "foreground"]
@@ -103,25 +114,25 @@ def build_data(args: argparse.Namespace) -> tuple[Dataset, Dataset, list[str]]:
         full = make(None)
         train_idx, val_idx = _hold_out(full, args.val_fraction, args.seed)
         return (
-            Subset(make(train_transform(size)), train_idx),
+            Subset(make(train_transform(size, crop)), train_idx),
             Subset(make(eval_transform()), val_idx),
             list(full.class_names),
         )
     names = args.class_names.split(",")
     if args.val_data:
-        train = PairedFolder(root, train_transform(size), num_labels=len(names))
+        train = PairedFolder(root, train_transform(size, crop), num_labels=len(names))
         return train, PairedFolder(args.val_data, eval_transform(), num_labels=len(names)), names
     full = PairedFolder(root, num_labels=len(names))
     train_idx, val_idx = _hold_out(full, args.val_fraction, args.seed)
-    train = Subset(PairedFolder(root, train_transform(size), num_labels=len(names)), train_idx)
+    train = Subset(PairedFolder(root, train_transform(size, crop), num_labels=len(names)), train_idx)
     val = Subset(PairedFolder(root, eval_transform(), num_labels=len(names)), val_idx)
     return train, val, names
 
 
-def set_train_size(dataset: Dataset, size: int) -> None:
+def set_train_size(dataset: Dataset, size: int, crop_scale: tuple[float, float]) -> None:
     """Switch the training set to `size` x `size` crops (progressive resizing)."""
     base = dataset.dataset if isinstance(dataset, Subset) else dataset
-    base.transform = train_transform(size)
+    base.transform = train_transform(size, crop_scale)
     if isinstance(base, CompositeDataset):
         base.size = round(size * 1.15)
 
@@ -354,7 +365,7 @@ def train(args: argparse.Namespace) -> dict:
         )
     for epoch in range(start_epoch, total_epochs + 1):
         size = epoch_sizes[epoch - 1]
-        set_train_size(train_set, size)
+        set_train_size(train_set, size, args.crop_scale)
         set_epoch(train_set, train_sampler, epoch)
         train_loader = DataLoader(
             train_set,
@@ -438,6 +449,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="composite layout: share of training composites on a generated background (mosaic, gradient, field)",
+    )
+    data.add_argument(
+        "--crop-scale",
+        type=parse_crop_scale,
+        default=parse_crop_scale("0.5,1"),
+        help="MIN,MAX share of the image each random training crop covers before it is resized (smaller zooms in)",
     )
     data.add_argument("--workers", type=int, default=1, help="data-loading processes")
     model = parser.add_argument_group("model")
