@@ -57,7 +57,7 @@ def one_label_around(mask: torch.Tensor) -> torch.Tensor:
 def test_train_transform_keeps_image_and_mask_aligned(seed: int) -> None:
     image, mask = blocky_pattern()
     torch.manual_seed(seed)
-    tensor, labels = train_transform(SIZE, rotation_p=1.0)(image, mask)
+    tensor, labels = train_transform(SIZE, rotation_p=1.0, jpeg_p=0.0)(image, mask)
 
     assert tensor.shape == (3, SIZE, SIZE) and tensor.dtype == torch.float32
     assert labels.shape == (SIZE, SIZE) and labels.dtype == torch.int64
@@ -75,7 +75,7 @@ def test_a_misaligned_mask_would_be_caught() -> None:
     """The check above has teeth: the same output with its mask mirrored disagrees on many pixels."""
     image, mask = blocky_pattern()
     torch.manual_seed(1)
-    tensor, labels = train_transform(SIZE, rotation_p=1.0)(image, mask)
+    tensor, labels = train_transform(SIZE, rotation_p=1.0, jpeg_p=0.0)(image, mask)
     mirrored = labels.flip(-1)
     agrees = looks_red(tensor) == (mirrored == 1)
     assert agrees[mirrored != IGNORE_INDEX].float().mean() < 0.9
@@ -86,7 +86,7 @@ def test_rotation_fill_is_ignored_in_the_mask(seed: int) -> None:
     """An all-foreground red picture: whatever is not red after rotation came from outside and must be 255."""
     image, mask = Image.new("RGB", (64, 64), (255, 0, 0)), np.ones((64, 64), dtype=np.uint8)
     torch.manual_seed(seed)
-    tensor, labels = train_transform(SIZE, rotation_p=1.0, max_rotation=30)(image, mask)
+    tensor, labels = train_transform(SIZE, rotation_p=1.0, max_rotation=30, jpeg_p=0.0)(image, mask)
     fill = labels == IGNORE_INDEX
     assert set(labels.unique().tolist()) == {1, IGNORE_INDEX}
     assert fill[0, 0] and fill[0, -1] and fill[-1, 0] and fill[-1, -1]  # a rotated square leaves the corners empty
@@ -116,7 +116,7 @@ def test_the_input_mask_is_not_modified() -> None:
     image, mask = blocky_pattern()
     before = mask.copy()
     torch.manual_seed(0)
-    train_transform(SIZE, rotation_p=1.0)(image, mask)
+    train_transform(SIZE, rotation_p=1.0, jpeg_p=0.0)(image, mask)
     assert np.array_equal(mask, before)
 
 
@@ -129,3 +129,17 @@ def test_eval_transform_gives_the_predictors_tensor_exactly() -> None:
     assert torch.equal(tensor, image_to_tensor(image))
     assert labels.dtype == torch.int64
     assert torch.equal(labels, torch.from_numpy(mask).long())
+
+
+def test_jpeg_round_trip_changes_the_pixels_only() -> None:
+    """With and without the JPEG step, the same random draws give the same mask; the image differs a little."""
+    image, mask = blocky_pattern()
+    results = {}
+    for jpeg_p in (0.0, 1.0):
+        torch.manual_seed(3)
+        results[jpeg_p] = train_transform(SIZE, jitter=0.0, jpeg_p=jpeg_p, jpeg_quality=(50, 50))(image, mask)
+    (plain, plain_labels), (compressed, compressed_labels) = results[0.0], results[1.0]
+    assert torch.equal(plain_labels, compressed_labels)
+    change = (unnormalize(compressed) - unnormalize(plain)).abs()
+    assert change.max() > 0.05  # JPEG artefacts at quality 50: ringing and blurred colour along the block edges
+    assert change.mean() < 0.1  # ... but the picture stays the same picture (saturated colours blur the most)

@@ -287,7 +287,7 @@ def test_crop_scale_reaches_the_random_crop_at_every_size(data: tuple[Path, Path
         return next(t for t in base.transform.geometric.transforms if isinstance(t, v2.RandomResizedCrop))
 
     assert random_crop(train_set).scale == (0.25, 0.75)
-    set_train_size(train_set, 48, args.crop_scale)
+    set_train_size(train_set, 48, args)
     assert random_crop(train_set).scale == (0.25, 0.75) and random_crop(train_set).size == (48, 48)
     default = build_parser().parse_args(["--data", "d", "--out", "o"]).crop_scale
     assert default == (0.5, 1.0)

@@ -35,7 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm import tqdm
 
-from unet.augment import eval_transform, train_transform
+from unet.augment import JointTransform, eval_transform, train_transform
 from unet.composites import CompositeDataset, CompositeRecipe
 from unet.datasets import OxfordPets, PairedFolder
 from unet.losses import SegmentationLoss
@@ -57,6 +57,17 @@ def parse_size_schedule(text: str) -> list[tuple[int, int]]:
     if any(size < 16 or epochs < 1 for size, epochs in stages):
         raise argparse.ArgumentTypeError(f"sizes must be >= 16 and epochs >= 1, got {text!r}")
     return stages
+
+
+def parse_share(text: str) -> float:
+    """A probability: a number from 0 to 1."""
+    try:
+        share = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
+    if not 0 <= share <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return share
 
 
 def parse_crop_scale(text: str) -> tuple[float, float]:
@@ -96,16 +107,21 @@ def _hold_out(dataset: Dataset, fraction: float, seed: int) -> tuple[list[int], 
     return sorted(order[n_val:]), sorted(order[:n_val])
 
 
+def augmentation(size: int, args: argparse.Namespace) -> JointTransform:
+    """The training augmentation at `size` x `size`, as the flags set it."""
+    return train_transform(size, args.crop_scale, jpeg_p=args.jpeg)
+
+
 def build_data(args: argparse.Namespace) -> tuple[Dataset, Dataset, list[str]]:
     """The training set (augmented, its size settable), the validation set and the class names."""
     root = Path(args.data)
     layout = data_layout(root)
-    size, crop = args.size_schedule[0][0], args.crop_scale
+    size = args.size_schedule[0][0]
     if layout == "composite":
         # Compose a little larger than the crop so that scale augmentation zooms both in and out around 1.
         recipe = CompositeRecipe(generated_backgrounds=args.generated_backgrounds)
         train = CompositeDataset(
-            root, "train", round(size * 1.15), args.epoch_size, args.seed, train_transform(size, crop), recipe
+            root, "train", round(size * 1.15), args.epoch_size, args.seed, augmentation(size, args), recipe
         )
         val = PairedFolder(root / "val", transform=eval_transform(), num_labels=2)
         return train, val, ["background", "foreground"]
@@ -114,25 +130,25 @@ def build_data(args: argparse.Namespace) -> tuple[Dataset, Dataset, list[str]]:
         full = make(None)
         train_idx, val_idx = _hold_out(full, args.val_fraction, args.seed)
         return (
-            Subset(make(train_transform(size, crop)), train_idx),
+            Subset(make(augmentation(size, args)), train_idx),
             Subset(make(eval_transform()), val_idx),
             list(full.class_names),
         )
     names = args.class_names.split(",")
     if args.val_data:
-        train = PairedFolder(root, train_transform(size, crop), num_labels=len(names))
+        train = PairedFolder(root, augmentation(size, args), num_labels=len(names))
         return train, PairedFolder(args.val_data, eval_transform(), num_labels=len(names)), names
     full = PairedFolder(root, num_labels=len(names))
     train_idx, val_idx = _hold_out(full, args.val_fraction, args.seed)
-    train = Subset(PairedFolder(root, train_transform(size, crop), num_labels=len(names)), train_idx)
+    train = Subset(PairedFolder(root, augmentation(size, args), num_labels=len(names)), train_idx)
     val = Subset(PairedFolder(root, eval_transform(), num_labels=len(names)), val_idx)
     return train, val, names
 
 
-def set_train_size(dataset: Dataset, size: int, crop_scale: tuple[float, float]) -> None:
-    """Switch the training set to `size` x `size` crops (progressive resizing)."""
+def set_train_size(dataset: Dataset, size: int, args: argparse.Namespace) -> None:
+    """Switch the training set to `size` x `size` crops (progressive resizing), augmented as `args` say."""
     base = dataset.dataset if isinstance(dataset, Subset) else dataset
-    base.transform = train_transform(size, crop_scale)
+    base.transform = augmentation(size, args)
     if isinstance(base, CompositeDataset):
         base.size = round(size * 1.15)
 
@@ -365,7 +381,7 @@ def train(args: argparse.Namespace) -> dict:
         )
     for epoch in range(start_epoch, total_epochs + 1):
         size = epoch_sizes[epoch - 1]
-        set_train_size(train_set, size, args.crop_scale)
+        set_train_size(train_set, size, args)
         set_epoch(train_set, train_sampler, epoch)
         train_loader = DataLoader(
             train_set,
@@ -455,6 +471,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=parse_crop_scale,
         default=parse_crop_scale("0.5,1"),
         help="MIN,MAX share of the image each random training crop covers before it is resized (smaller zooms in)",
+    )
+    data.add_argument(
+        "--jpeg",
+        type=parse_share,
+        default=0.8,
+        help="share of training crops given a JPEG round trip at a random quality of 50-100 (0 turns it off)",
     )
     data.add_argument("--workers", type=int, default=1, help="data-loading processes")
     model = parser.add_argument_group("model")
