@@ -167,6 +167,34 @@ def test_cross_set_puts_one_splits_cutouts_on_anothers_photos(
     assert json.loads((out / "manifest.json").read_text()) == manifest  # the built set itself is left alone
 
 
+def test_lossless_set_is_the_same_composites_as_png(
+    built: tuple[Path, dict], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, manifest = built
+    main(["--out", str(out), "--lossless", "val", "--val", "3"])
+    folder = out / "val-lossless"
+    assert f"wrote 3 composites to {folder}" in capsys.readouterr().out
+    stems = [f"val_{i:04d}" for i in range(3)]
+    assert [p.name for p in sorted((folder / "images").iterdir())] == [f"{stem}.png" for stem in stems]
+    for stem in stems:
+        with (
+            Image.open(folder / "images" / f"{stem}.png") as png,
+            Image.open(out / "val" / "images" / f"{stem}.jpg") as jpeg,
+        ):
+            exact, compressed = np.asarray(png, dtype=np.int16), np.asarray(jpeg, dtype=np.int16)
+        assert exact.shape == compressed.shape
+        # The same picture (a quality-95 JPEG strays a few levels from it), but not the JPEG's pixels.
+        assert np.abs(exact - compressed).mean() < 3 and not np.array_equal(exact, compressed)
+        with Image.open(folder / "masks" / f"{stem}.png") as a, Image.open(out / "val" / "masks" / f"{stem}.png") as b:
+            assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+
+
+def test_lossless_on_a_folder_never_built_says_so(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="error: "):
+        main(["--out", str(tmp_path), "--lossless", "test"])
+
+
 @pytest.mark.parametrize("value", ["test", "test:test", "test:nope", "a:b:c"])
 def test_cross_refuses_what_is_not_two_splits(value: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:

@@ -426,15 +426,24 @@ def build(
 
 
 def write_fixed_split(
-    out: Path, split: str, count: int, seed: int, size_range: tuple[int, int] = (224, 320), photos: str | None = None
+    out: Path,
+    split: str,
+    count: int,
+    seed: int,
+    size_range: tuple[int, int] = (224, 320),
+    photos: str | None = None,
+    lossless: bool = False,
 ) -> Path:
     """Write `count` composites of `split` as images/*.jpg and masks/*.png under out/split, sizes varying.
 
     `photos` takes the backgrounds from another split instead, into out/SPLIT-cutouts-on-PHOTOS-photos: `test`
     cut-outs on `train` photos, scored against `test` itself, tell how much of a model's error comes from
-    photographs it has never seen. Returns the folder written.
+    photographs it has never seen. `lossless` writes the very same composites as `split`, but as PNG, into
+    out/SPLIT-lossless: scored against `split` itself, they tell what the JPEG compression costs a model. Returns the
+    folder written.
     """
     name = split if photos is None else f"{split}-cutouts-on-{photos}-photos"
+    name += "-lossless" if lossless else ""
     backgrounds = _load_folder(out / "backgrounds" / (photos or split), "RGB")
     cutouts = _load_folder(out / "cutouts" / split, "RGBA")
     images_dir, masks_dir = out / name / "images", out / name / "masks"
@@ -446,7 +455,10 @@ def write_fixed_split(
         size = (int(rng.integers(*size_range, endpoint=True)), int(rng.integers(*size_range, endpoint=True)))
         image, mask = compose(backgrounds, cutouts, size, rng)
         stem = f"{split}_{index:04d}"
-        image.save(images_dir / f"{stem}.jpg", quality=95)
+        if lossless:
+            image.save(images_dir / f"{stem}.png")
+        else:
+            image.save(images_dir / f"{stem}.jpg", quality=95)
         Image.fromarray(mask).save(masks_dir / f"{stem}.png")
     log.info("wrote %d composites to %s", count, out / name)
     return out / name
@@ -487,8 +499,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="only write --test composites of one split's cut-outs on another's photos into an already built --out, "
         "e.g. test:train (see write_fixed_split)",
     )
+    parser.add_argument(
+        "--lossless",
+        choices=["val", "test"],
+        help="only write that split's fixed composites again, as PNG instead of JPEG, into an already built --out "
+        "(see write_fixed_split)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.lossless:
+        count = args.val if args.lossless == "val" else args.test
+        try:
+            folder = write_fixed_split(args.out, args.lossless, count, args.seed, lossless=True)
+        except FileNotFoundError as error:
+            sys.exit(f"error: {error}")
+        print(f"wrote {count} composites to {folder}")
+        return
     if args.cross:
         try:
             folder = write_fixed_split(args.out, args.cross[0], args.test, args.seed, photos=args.cross[1])
