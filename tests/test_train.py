@@ -268,18 +268,26 @@ def test_size_schedule_parses() -> None:
     assert build_parser().parse_args(["--data", "d", "--out", "o"]).size_schedule == [(256, 20)]
 
 
-@pytest.mark.parametrize("text", ["0.5", "0,1", "0.8,0.5", "0.5,1.5", "a,b"])
-def test_bad_crop_scale_is_refused_with_the_expected_form(text: str, capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize(
+    ("flag", "text"),
+    [
+        *(("--crop-scale", text) for text in ["0.5", "0,1", "0.8,0.5", "0.5,1.5", "a,b"]),
+        *(("--jpeg", text) for text in ["-0.1", "1.5", "often"]),
+        *(("--jpeg-quality", text) for text in ["70", "0,100", "90,80", "70,101", "0.7,1"]),
+    ],
+)
+def test_bad_augmentation_setting_is_refused(flag: str, text: str, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        build_parser().parse_args(["--data", "d", "--out", "o", "--crop-scale", text])
+        build_parser().parse_args(["--data", "d", "--out", "o", flag, text])
     assert exit_info.value.code == 2
-    assert "argument --crop-scale" in capsys.readouterr().err
+    assert f"argument {flag}" in capsys.readouterr().err
 
 
-def test_crop_scale_reaches_the_random_crop_at_every_size(data: tuple[Path, Path]) -> None:
-    """The crop range is the one of the flag, also after progressive resizing swaps in the next size's transform."""
-    args = build_parser().parse_args(["--data", str(data[0]), "--out", "o", "--crop-scale", "0.25,0.75"])
-    assert args.crop_scale == (0.25, 0.75)
+def test_augmentation_flags_reach_the_transform_at_every_size(data: tuple[Path, Path]) -> None:
+    """Crop range and JPEG settings are the flags', also after progressive resizing swaps in the next transform."""
+    flags = ["--crop-scale", "0.25,0.75", "--jpeg", "0.5", "--jpeg-quality", "60,90"]
+    args = build_parser().parse_args(["--data", str(data[0]), "--out", "o", *flags])
+    assert (args.crop_scale, args.jpeg, args.jpeg_quality) == ((0.25, 0.75), 0.5, (60, 90))
     train_set, _, _ = build_data(args)
 
     def random_crop(dataset) -> v2.RandomResizedCrop:
@@ -289,8 +297,10 @@ def test_crop_scale_reaches_the_random_crop_at_every_size(data: tuple[Path, Path
     assert random_crop(train_set).scale == (0.25, 0.75)
     set_train_size(train_set, 48, args)
     assert random_crop(train_set).scale == (0.25, 0.75) and random_crop(train_set).size == (48, 48)
-    default = build_parser().parse_args(["--data", "d", "--out", "o"]).crop_scale
-    assert default == (0.5, 1.0)
+    compression = (train_set.dataset if isinstance(train_set, Subset) else train_set).transform.compression
+    assert (compression.p, compression.quality) == (0.5, (60, 90))
+    default = build_parser().parse_args(["--data", "d", "--out", "o"])
+    assert (default.crop_scale, default.jpeg, default.jpeg_quality) == ((0.5, 1.0), 0.8, (70, 100))
 
 
 def test_bf16_training_learns_and_validates_in_fp32(data: tuple[Path, Path], tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ def train_transform(
     rotation_p: float = 0.3,
     jitter: float = 0.3,
     jpeg_p: float = 0.8,
-    jpeg_quality: tuple[int, int] = (50, 100),
+    jpeg_quality: tuple[int, int] = (70, 100),
 ) -> JointTransform:
     """Random scale and crop to `size` x `size`, horizontal flip, a small rotation now and then, colour jitter, and
     with probability `jpeg_p` a JPEG round trip at a random quality in `jpeg_quality`."""

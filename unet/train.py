@@ -70,6 +70,17 @@ def parse_share(text: str) -> float:
     return share
 
 
+def parse_jpeg_quality(text: str) -> tuple[int, int]:
+    """'70,100' -> (70, 100): the range a training crop's JPEG quality is drawn from."""
+    try:
+        low, high = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX, e.g. 70,100; got {text!r}") from None
+    if not 1 <= low <= high <= 100:
+        raise argparse.ArgumentTypeError(f"need 1 <= MIN <= MAX <= 100, got {text!r}")
+    return low, high
+
+
 def parse_crop_scale(text: str) -> tuple[float, float]:
     """'0.25,1' -> (0.25, 1.0): the range of the share of a training image that one random crop covers."""
     try:
@@ -109,7 +120,7 @@ def _hold_out(dataset: Dataset, fraction: float, seed: int) -> tuple[list[int], 
 
 def augmentation(size: int, args: argparse.Namespace) -> JointTransform:
     """The training augmentation at `size` x `size`, as the flags set it."""
-    return train_transform(size, args.crop_scale, jpeg_p=args.jpeg)
+    return train_transform(size, args.crop_scale, jpeg_p=args.jpeg, jpeg_quality=args.jpeg_quality)
 
 
 def build_data(args: argparse.Namespace) -> tuple[Dataset, Dataset, list[str]]:
@@ -476,7 +487,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--jpeg",
         type=parse_share,
         default=0.8,
-        help="share of training crops given a JPEG round trip at a random quality of 50-100 (0 turns it off)",
+        help="share of training crops given a JPEG round trip at a random --jpeg-quality (0 turns it off)",
+    )
+    data.add_argument(
+        "--jpeg-quality",
+        type=parse_jpeg_quality,
+        default=parse_jpeg_quality("70,100"),
+        help="MIN,MAX range of the JPEG quality (1-100) of those round trips",
     )
     data.add_argument("--workers", type=int, default=1, help="data-loading processes")
     model = parser.add_argument_group("model")
