@@ -27,7 +27,7 @@ grep -q '"test_twins_left_out"' data/composites/manifest.json 2>/dev/null ||
 # 2.7x the pixels did instead.
 $python -m unet.train --data data/composites --out "$run" --seed 0 \
   --base-width 16 --depth 4 --size-schedule 128:12,176:3 --epoch-size 4000 --batch-size 16 \
-  --lr 3e-3 --warmup 1 --dice-weight 1 --amp none --jpeg 0 --workers 1 --quiet
+  --lr 3e-3 --warmup 1 --dice-weight 1 --amp none --workers 1 --quiet
 
 $python -m unet.evaluate --weights "$run/best" --images data/composites/test/images \
   --masks data/composites/test/masks --dataset composites-test --out "$run/eval"

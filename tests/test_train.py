@@ -300,7 +300,7 @@ def test_augmentation_flags_reach_the_transform_at_every_size(data: tuple[Path, 
     compression = (train_set.dataset if isinstance(train_set, Subset) else train_set).transform.compression
     assert (compression.p, compression.quality) == (0.5, (60, 90))
     default = build_parser().parse_args(["--data", "d", "--out", "o"])
-    assert (default.crop_scale, default.jpeg, default.jpeg_quality) == ((0.5, 1.0), 0.8, (70, 100))
+    assert (default.crop_scale, default.jpeg, default.jpeg_quality) == ((0.5, 1.0), 0.0, (70, 100))
 
 
 def test_bf16_training_learns_and_validates_in_fp32(data: tuple[Path, Path], tmp_path: Path) -> None:

@@ -3,9 +3,9 @@
 Wrapping the mask as `tv_tensors.Mask` is what keeps the two aligned: every geometric transform moves both with the
 same random parameters, and v2 always resamples a Mask with nearest neighbour, so no new class values appear.
 Pixels that a rotation brings in from outside the picture get the ignore label, so the loss does not learn from them.
-The last step compresses most crops as JPEG: images people bring (and the written validation and test composites)
-are JPEGs, whose 8x8 blocks and halved colour resolution blur exactly the crisp outlines of pasted clip art; a model
-that never saw them learns to rely on those outlines.
+A last, optional step saves crops as JPEGs and reads them back: images people bring (and the written validation and
+test composites) are JPEGs, whose 8x8 blocks and halved colour resolution blur exactly the crisp outlines of pasted
+clip art, and a model that never saw them learns to rely on those outlines.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def train_transform(
     max_rotation: float = 15.0,
     rotation_p: float = 0.3,
     jitter: float = 0.3,
-    jpeg_p: float = 0.8,
+    jpeg_p: float = 0.0,
     jpeg_quality: tuple[int, int] = (70, 100),
 ) -> JointTransform:
     """Random scale and crop to `size` x `size`, horizontal flip, a small rotation now and then, colour jitter, and

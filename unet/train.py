@@ -486,8 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--jpeg",
         type=parse_share,
-        default=0.8,
-        help="share of training crops given a JPEG round trip at a random --jpeg-quality (0 turns it off)",
+        default=0.0,
+        help="share of training crops given a JPEG round trip at a random --jpeg-quality (e.g. 0.8; off by default)",
     )
     data.add_argument(
         "--jpeg-quality",
