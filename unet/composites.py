@@ -20,7 +20,8 @@ and `masks/` (PNG, 0 = background, 1 = foreground). Training composes new train 
 (`CompositeDataset`), so it never sees the same picture twice; a share of them can be drawn on generated
 backgrounds instead (`CompositeRecipe.generated_backgrounds`, `--generated-backgrounds` in training). A built set
 can also get a diagnostic set of one split's cut-outs on another split's photos (`--cross test:train`: unseen
-objects on known photographs).
+objects on known photographs), and a lossless twin of val or test (`--lossless test`: the same composites as PNG,
+to measure what JPEG compression costs).
 """
 
 from __future__ import annotations
