@@ -143,3 +143,4 @@ def test_jpeg_round_trip_changes_the_pixels_only() -> None:
     change = (unnormalize(compressed) - unnormalize(plain)).abs()
     assert change.max() > 0.05  # JPEG artefacts at quality 50: ringing and blurred colour along the block edges
     assert change.mean() < 0.1  # ... but the picture stays the same picture (saturated colours blur the most)
+    assert train_transform(SIZE).compression is None  # off by default, drawing no random numbers

@@ -82,7 +82,9 @@ def train_transform(
         ]
     )
     photometric = v2.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter, hue=min(jitter / 6, 0.5))
-    return JointTransform(geometric, photometric, RandomJpeg(jpeg_p, jpeg_quality))
+    # Off, it draws nothing, so a seed gives the same augmentation as before the step existed.
+    compression = RandomJpeg(jpeg_p, jpeg_quality) if jpeg_p > 0 else None
+    return JointTransform(geometric, photometric, compression)
 
 
 def eval_transform() -> JointTransform:
