@@ -138,28 +138,36 @@ def test_fixed_splits_are_images_and_binary_masks(built: tuple[Path, dict]) -> N
     assert not (out / "train").exists()  # train is composed on the fly
 
 
+def source_pixels(out: Path, manifest: dict, kind: str, split: str) -> list[bytes]:
+    """The pixels of one split's prepared cut-outs or backgrounds, in the manifest's order."""
+    mode = "RGBA" if kind == "cutouts" else "RGB"
+    return [Image.open(out / kind / split / name).convert(mode).tobytes() for name in manifest["sources"][split][kind]]
+
+
+def recording_compose(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[bytes], list[bytes]]]:
+    """Make `compose` record the pixels of the backgrounds and cut-outs each call draws from."""
+    drawn_from = []
+
+    def recording(backgrounds, cutouts, *args, **kwargs):
+        drawn_from.append(([b.tobytes() for b in backgrounds], [c.tobytes() for c in cutouts]))
+        return compose(backgrounds, cutouts, *args, **kwargs)
+
+    monkeypatch.setattr(unet.composites, "compose", recording)
+    return drawn_from
+
+
 def test_cross_set_puts_one_splits_cutouts_on_anothers_photos(
     built: tuple[Path, dict], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out, manifest = built
-    drawn_from = []
-
-    def recording_compose(backgrounds, cutouts, *args, **kwargs):
-        drawn_from.append(([b.tobytes() for b in backgrounds], [c.tobytes() for c in cutouts]))
-        return compose(backgrounds, cutouts, *args, **kwargs)
-
-    monkeypatch.setattr(unet.composites, "compose", recording_compose)
+    drawn_from = recording_compose(monkeypatch)
     main(["--out", str(out), "--cross", "test:train", "--test", "3"])
     folder = out / "test-cutouts-on-train-photos"
     assert f"wrote 3 composites to {folder}" in capsys.readouterr().out
 
-    def pixels(kind: str, split: str) -> list[bytes]:
-        names = manifest["sources"][split][kind]
-        mode = "RGBA" if kind == "cutouts" else "RGB"
-        return [Image.open(out / kind / split / name).convert(mode).tobytes() for name in names]
-
     assert len(drawn_from) == 3
-    assert all(drawn == (pixels("backgrounds", "train"), pixels("cutouts", "test")) for drawn in drawn_from)
+    sources = (source_pixels(out, manifest, "backgrounds", "train"), source_pixels(out, manifest, "cutouts", "test"))
+    assert all(drawn == sources for drawn in drawn_from)
     assert [p.name for p in sorted((folder / "images").iterdir())] == [f"test_{i:04d}.jpg" for i in range(3)]
     for index in range(3):
         with Image.open(folder / "masks" / f"test_{index:04d}.png") as mask:
@@ -187,6 +195,29 @@ def test_lossless_set_is_the_same_composites_as_png(
         assert np.abs(exact - compressed).mean() < 3 and not np.array_equal(exact, compressed)
         with Image.open(folder / "masks" / f"{stem}.png") as a, Image.open(out / "val" / "masks" / f"{stem}.png") as b:
             assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+
+
+def test_train_sample_is_train_cutouts_on_train_photos_with_a_lossless_twin(
+    built: tuple[Path, dict], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, manifest = built
+    drawn_from = recording_compose(monkeypatch)
+    main(["--out", str(out), "--train-sample", "--val", "3"])
+    folder = out / "train-sample"
+    assert f"wrote 3 composites to {folder}" in capsys.readouterr().out
+    sources = (source_pixels(out, manifest, "backgrounds", "train"), source_pixels(out, manifest, "cutouts", "train"))
+    assert len(drawn_from) == 3 and all(drawn == sources for drawn in drawn_from)
+    stems = [f"train_{i:04d}" for i in range(3)]
+    assert [p.name for p in sorted((folder / "images").iterdir())] == [f"{stem}.jpg" for stem in stems]
+
+    main(["--out", str(out), "--lossless", "train", "--val", "3"])
+    twin = out / "train-sample-lossless"
+    assert f"wrote 3 composites to {twin}" in capsys.readouterr().out
+    for stem in stems:
+        with Image.open(twin / "masks" / f"{stem}.png") as a, Image.open(folder / "masks" / f"{stem}.png") as b:
+            assert np.array_equal(np.asarray(a), np.asarray(b))
+        assert (twin / "images" / f"{stem}.png").is_file()
     assert json.loads((out / "manifest.json").read_text()) == manifest
 
 

@@ -20,8 +20,9 @@ and `masks/` (PNG, 0 = background, 1 = foreground). Training composes new train 
 (`CompositeDataset`), so it never sees the same picture twice; a share of them can be drawn on generated
 backgrounds instead (`CompositeRecipe.generated_backgrounds`, `--generated-backgrounds` in training). A built set
 can also get a diagnostic set of one split's cut-outs on another split's photos (`--cross test:train`: unseen
-objects on known photographs), and a lossless twin of val or test (`--lossless test`: the same composites as PNG,
-to measure what JPEG compression costs).
+objects on known photographs), a fixed sample of the training pictures (`--train-sample`: how well a model fits what
+it learns from), and a lossless twin of any fixed set (`--lossless test`: the same composites as PNG, to measure what
+JPEG compression costs).
 """
 
 from __future__ import annotations
@@ -440,10 +441,12 @@ def write_fixed_split(
     `photos` takes the backgrounds from another split instead, into out/SPLIT-cutouts-on-PHOTOS-photos: `test`
     cut-outs on `train` photos, scored against `test` itself, tell how much of a model's error comes from
     photographs it has never seen. `lossless` writes the very same composites as `split`, but as PNG, into
-    out/SPLIT-lossless: scored against `split` itself, they tell what the JPEG compression costs a model. Returns the
-    folder written.
+    out/SPLIT-lossless: scored against `split` itself, they tell what the JPEG compression costs a model. Split
+    `train` goes to out/train-sample: training never reads it (it composes its pictures on the fly), but a model's
+    score on it tells how well it fits the very pictures it learns from. Returns the folder written.
     """
     name = split if photos is None else f"{split}-cutouts-on-{photos}-photos"
+    name += "-sample" if name == "train" else ""
     name += "-lossless" if lossless else ""
     backgrounds = _load_folder(out / "backgrounds" / (photos or split), "RGB")
     cutouts = _load_folder(out / "cutouts" / split, "RGBA")
@@ -451,6 +454,7 @@ def write_fixed_split(
     images_dir.mkdir(parents=True, exist_ok=True)
     masks_dir.mkdir(parents=True, exist_ok=True)
     stream = [1] if photos is None else [2, SPLITS.index(photos)]
+    stream += [1] if name.startswith("train-sample") else []  # four numbers: never a training picture's three
     rng = np.random.default_rng([seed, SPLITS.index(split), *stream])
     for index in range(count):
         size = (int(rng.integers(*size_range, endpoint=True)), int(rng.integers(*size_range, endpoint=True)))
@@ -481,6 +485,17 @@ def parse_cross(text: str) -> tuple[str, str]:
     return parts
 
 
+def diagnostic_set(args: argparse.Namespace) -> tuple[str, int, dict] | None:
+    """The one extra fixed set the flags ask for, as `write_fixed_split`'s (split, count, options); None: build."""
+    if args.lossless:
+        return args.lossless, args.test if args.lossless == "test" else args.val, {"lossless": True}
+    if args.train_sample:
+        return "train", args.val, {}
+    if args.cross:
+        return args.cross[0], args.test, {"photos": args.cross[1]}
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("data/composites"), help="folder to write the data set to")
@@ -502,26 +517,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument(
         "--lossless",
-        choices=["val", "test"],
+        choices=SPLITS,
         help="only write that split's fixed composites again, as PNG instead of JPEG, into an already built --out "
-        "(see write_fixed_split)",
+        "(train: the --train-sample; see write_fixed_split)",
+    )
+    parser.add_argument(
+        "--train-sample",
+        action="store_true",
+        help="only write --val composites of train cut-outs on train photos into an already built --out, as "
+        "train-sample/ (see write_fixed_split)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if args.lossless:
-        count = args.val if args.lossless == "val" else args.test
+    diagnostic = diagnostic_set(args)
+    if diagnostic:
+        split, count, options = diagnostic
         try:
-            folder = write_fixed_split(args.out, args.lossless, count, args.seed, lossless=True)
+            folder = write_fixed_split(args.out, split, count, args.seed, **options)
         except FileNotFoundError as error:
             sys.exit(f"error: {error}")
         print(f"wrote {count} composites to {folder}")
-        return
-    if args.cross:
-        try:
-            folder = write_fixed_split(args.out, args.cross[0], args.test, args.seed, photos=args.cross[1])
-        except FileNotFoundError as error:
-            sys.exit(f"error: {error}")
-        print(f"wrote {args.test} composites to {folder}")
         return
     try:
         wallpapers = find_wallpapers() if args.wallpapers else []
