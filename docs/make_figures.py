@@ -39,8 +39,8 @@ from unet.preprocessing import IGNORE_INDEX, load_image, load_mask, tensor_to_im
 from unet.visualize import PALETTE, colorize, legend_image, overlay, side_by_side
 
 EXAMPLES = ROOT / "examples"
-TASKS_EXAMPLE = "test_0005"  # two chess pawns: one class, two objects
-AUGMENT_EXAMPLE = "test_0004"  # a pie and a bottle, with corners a rotation shows off
+TASKS_EXAMPLE = "test_0006"  # a notebook and a floppy disk: one class, two objects
+AUGMENT_EXAMPLE = "test_0008"  # two playing cards and a pen, with corners a rotation shows off
 AUGMENT_SIZE = 256  # the training crop size
 AUGMENT_DRAWS = 5
 MASK_ALPHA = 0.35  # light enough to see the object under its mask
