@@ -411,7 +411,7 @@ def make_figures(out: Path, weights: str | None = None, data: Path | None = None
     mask = load_mask(EXAMPLES / "masks" / f"{AUGMENT_EXAMPLE}.png")
     written.append(_save(augmentation_figure(image, mask), out / "augmentation.png", photo=True))
 
-    written.append(_save(unet_figure(UNet(base_width=16, depth=4)), out / "unet.png"))
+    written.append(_save(unet_figure(UNet(base_width=16, depth=4, upsampling="transpose")), out / "unet.png"))
     if data is not None:
         backgrounds, cutouts = load_sources(data, "train")
         written.append(_save(composites_figure(backgrounds, cutouts), out / "composites.png", photo=True))
