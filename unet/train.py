@@ -487,7 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--jpeg",
         type=parse_share,
         default=0.0,
-        help="share of training crops given a JPEG round trip at a random --jpeg-quality (e.g. 0.8; off by default)",
+        help="share of training crops given a JPEG round trip at a random --jpeg-quality (scripts/train.sh: 0.5; "
+        "off by default)",
     )
     data.add_argument(
         "--jpeg-quality",
