@@ -33,6 +33,7 @@ from unet.train import (
     build_parser,
     load_resume_state,
     main,
+    make_weight_average,
     parse_size_schedule,
     resolve_amp,
     save_checkpoint,
@@ -159,10 +160,11 @@ class Interrupted(Exception):
     """Stands in for a run killed once an epoch's checkpoint is written."""
 
 
+@pytest.mark.parametrize("extra", [[], ["--ema", "0.8"]], ids=["plain", "ema"])
 def test_resume_continues_at_the_next_epoch(
-    data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: list[str]
 ) -> None:
-    main(run_args(data, tmp_path / "straight", f"{SIZE}:6"))
+    main(run_args(data, tmp_path / "straight", f"{SIZE}:6", *extra))
     straight = history(tmp_path / "straight")
 
     plot_curves = unet.train.plot_curves
@@ -174,14 +176,14 @@ def test_resume_continues_at_the_next_epoch(
 
     monkeypatch.setattr(unet.train, "plot_curves", plot_then_stop)
     with pytest.raises(Interrupted):
-        main(run_args(data, tmp_path / "run", f"{SIZE}:6"))
+        main(run_args(data, tmp_path / "run", f"{SIZE}:6", *extra))
     monkeypatch.undo()
     saved = history(tmp_path / "run")
     assert [r["epoch"] for r in saved] == [1, 2, 3]
     timeless = [{k: v for k, v in r.items() if k != "seconds"} for r in saved]
     assert timeless == [{k: v for k, v in r.items() if k != "seconds"} for r in straight[:3]]  # same seed, same run
 
-    main(run_args(data, tmp_path / "run", f"{SIZE}:6", "--resume", str(tmp_path / "run" / "last")))
+    main(run_args(data, tmp_path / "run", f"{SIZE}:6", *extra, "--resume", str(tmp_path / "run" / "last")))
     resumed = history(tmp_path / "run")
     assert [r["epoch"] for r in resumed] == [1, 2, 3, 4, 5, 6]
     assert resumed[:3] == saved  # the saved history, as it was
@@ -189,6 +191,46 @@ def test_resume_continues_at_the_next_epoch(
     timeless = [{k: v for k, v in r.items() if k != "seconds"} for r in resumed[3:]]
     assert timeless == [{k: v for k, v in r.items() if k != "seconds"} for r in straight[3:]]
     assert json.loads((tmp_path / "run" / "last" / "val_scores.json").read_text())["epoch"] == 6
+
+
+def test_weight_average_moves_a_share_of_the_way_each_step() -> None:
+    """The first update copies the model; each later one moves weights and BatchNorm statistics by 1 - decay."""
+    torch.manual_seed(0)
+    model = UNet(base_width=4, depth=2)
+    average = make_weight_average(model, decay=0.75)
+    first = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    average.update_parameters(model)
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.add_(torch.randn_like(tensor))
+    second = model.state_dict()
+    average.update_parameters(model)
+    averaged = average.module.state_dict()
+    assert averaged.keys() == first.keys()
+    running_mean = next(name for name in first if name.endswith("running_mean"))
+    for name in ("head.weight", "head.bias", running_mean):
+        assert not torch.equal(first[name], second[name])
+        assert torch.allclose(averaged[name], 0.75 * first[name] + 0.25 * second[name]), name
+
+
+def test_ema_run_validates_and_keeps_the_average(data: tuple[Path, Path], tmp_path: Path) -> None:
+    """With --ema, training is unchanged, but what is validated and kept as best/ is the weights' average."""
+    out = tmp_path / "run"
+    main(run_args(data, out, f"{SIZE}:4", "--ema", "0.9"))
+    main(run_args(data, tmp_path / "plain", f"{SIZE}:4"))
+    averaged, plain = history(out), history(tmp_path / "plain")
+    assert [r["train_loss"] for r in averaged] == [r["train_loss"] for r in plain]
+    assert all(a["val_loss"] != b["val_loss"] for a, b in zip(averaged, plain, strict=True))
+    scores = json.loads((out / "best" / "val_scores.json").read_text())
+    best, _ = load_model(out / "best")
+    result = evaluate(Predictor(best), PairedFolder(data[1], num_labels=2))
+    assert result.scores()["headline"]["iou"] == pytest.approx(scores["headline"]["iou"], abs=1e-6)
+    last, _ = load_model(out / "last")
+    state = torch.load(out / "last" / "training_state.pt", weights_only=True)
+    average = state["average"]
+    assert int(average["n_averaged"]) == 4 * 2  # two steps an epoch
+    assert not torch.equal(average["module.head.weight"], last.head.weight)  # last/ holds the raw weights
 
 
 def test_resume_state_round_trip(tmp_path: Path) -> None:
@@ -274,9 +316,10 @@ def test_size_schedule_parses() -> None:
         *(("--crop-scale", text) for text in ["0.5", "0,1", "0.8,0.5", "0.5,1.5", "a,b"]),
         *(("--jpeg", text) for text in ["-0.1", "1.5", "often"]),
         *(("--jpeg-quality", text) for text in ["70", "0,100", "90,80", "70,101", "0.7,1"]),
+        *(("--ema", text) for text in ["1", "-0.1", "1.5", "slow"]),
     ],
 )
-def test_bad_augmentation_setting_is_refused(flag: str, text: str, capsys: pytest.CaptureFixture) -> None:
+def test_bad_range_setting_is_refused(flag: str, text: str, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(["--data", "d", "--out", "o", flag, text])
     assert exit_info.value.code == 2

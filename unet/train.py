@@ -1,15 +1,16 @@
 """Train a U-Net: python -m unet.train --data DIR --out RUN_DIR
 
 The recipe is a handful of named functions, read top-down: `build_data` (data sets and augmentation),
-`make_optimizer` (AdamW with warm-up then cosine decay), `train_one_epoch`, `validate`, and `main` (the loop,
-checkpoints, curves). `--data` takes any of three layouts:
+`make_optimizer` (AdamW with warm-up then cosine decay), `make_weight_average` (optional), `train_one_epoch`,
+`validate`, and `main` (the loop, checkpoints, curves). `--data` takes any of three layouts:
 
 - a composite data set written by `python -m unet.composites` (it has `manifest.json`): train images are composed
   on the fly, validation is its fixed `val/` split;
 - the Oxford-IIIT Pet data set in its official layout (`annotations/trimaps/`): `trainval` minus a held-out share;
 - a folder with `images/` and `masks/` paired by file stem (a share held out for validation, or `--val-data`).
 
-Every epoch ends with validation IoU and Dice. RUN_DIR receives `best/` (the best epoch by validation IoU, as
+Every epoch ends with validation IoU and Dice (of the weights' moving average with `--ema`, which is then what
+`best/` keeps). RUN_DIR receives `best/` (the best epoch by validation IoU, as
 `config.json` + `model.safetensors` + `training_args.json` + `val_scores.json`), `last/` (to `--resume` from),
 `history.json` and `curves.png`. Several processes train data-parallel under torchrun:
 
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm import tqdm
 
@@ -68,6 +70,17 @@ def parse_share(text: str) -> float:
     if not 0 <= share <= 1:
         raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
     return share
+
+
+def parse_decay(text: str) -> float:
+    """A moving average's decay: 0 (off) or a number below 1."""
+    try:
+        decay = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 up to (not including) 1, got {text!r}") from None
+    if not 0 <= decay < 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 up to (not including) 1, got {text!r}")
+    return decay
 
 
 def parse_jpeg_quality(text: str) -> tuple[int, int]:
@@ -196,6 +209,16 @@ def make_optimizer(
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def make_weight_average(model: UNet, decay: float) -> AveragedModel:
+    """An exponential moving average of `model`'s weights and BatchNorm statistics, updated after every step.
+
+    Each update moves the average a share `1 - decay` of the way to the current weights, so it spans about
+    `1 / (1 - decay)` steps (0.999: a thousand). It smooths out the step-to-step noise of the last epochs, where
+    single epochs' validation scores swing by several points. Its `.module` is a U-Net like `model`.
+    """
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def resolve_amp(amp: str, device: torch.device) -> str:
     """'auto' becomes 'bf16' where the hardware computes in bf16 natively, else 'none'; other values pass through.
 
@@ -226,8 +249,9 @@ def train_one_epoch(
     amp: str,
     description: str,
     show_progress: bool,
+    average: AveragedModel | None = None,
 ) -> float:
-    """One pass over `loader`; returns the mean training loss."""
+    """One pass over `loader`, updating `average` (if any) after each step; returns the mean training loss."""
     model.train()
     total, count = 0.0, 0
     bar = tqdm(loader, desc=description, disable=not show_progress, mininterval=2.0, dynamic_ncols=True)
@@ -241,6 +265,8 @@ def train_one_epoch(
         loss.backward()
         optimizer.step()
         scheduler.step()
+        if average is not None:
+            average.update_parameters(_unwrap(model))
         total += loss.item() * len(images)
         count += len(images)
         bar.set_postfix(loss=f"{total / count:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
@@ -362,8 +388,12 @@ def train(args: argparse.Namespace) -> dict:
         scheduler.load_state_dict(state["scheduler"])
         history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
         log.info("resumed from %s at epoch %d", args.resume, start_epoch)
+    average = make_weight_average(model, args.ema) if args.ema else None
+    if average is not None and state is not None:
+        average.load_state_dict(state["average"])
     if world > 1:
         model = DistributedDataParallel(model)
+    scored = model if average is None else average.module  # what is validated and kept as best/
 
     criterion = SegmentationLoss(args.dice_weight)
     train_sampler = DistributedSampler(train_set, world, rank, shuffle=True, seed=args.seed) if world > 1 else None
@@ -407,9 +437,18 @@ def train(args: argparse.Namespace) -> dict:
         started = time.perf_counter()
         desc = f"epoch {epoch}/{total_epochs} @{size}px"
         train_loss = train_one_epoch(
-            model, train_loader, criterion, optimizer, scheduler, device, args.amp, desc, is_main and not args.quiet
+            model,
+            train_loader,
+            criterion,
+            optimizer,
+            scheduler,
+            device,
+            args.amp,
+            desc,
+            is_main and not args.quiet,
+            average,
         )
-        val_loss, meter = validate(model, val_loader, criterion, device)
+        val_loss, meter = validate(scored, val_loader, criterion, device)
         scores = summary(meter.iou(), meter.dice(), class_names)
         seconds = time.perf_counter() - started
         record = {
@@ -439,7 +478,7 @@ def train(args: argparse.Namespace) -> dict:
         scores = {"epoch": epoch, **scores}
         if (scores["headline"]["iou"] or 0.0) > (best["headline"]["iou"] or 0.0):
             best = scores
-            save_checkpoint(out / "best", _unwrap(model), args, scores)
+            save_checkpoint(out / "best", _unwrap(scored), args, scores)
         state = {
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
@@ -448,6 +487,8 @@ def train(args: argparse.Namespace) -> dict:
             "best": best,
             "rng": {"loader": generator.get_state(), "torch": torch.get_rng_state()},
         }
+        if average is not None:
+            state["average"] = average.state_dict()
         save_checkpoint(out / "last", _unwrap(model), args, scores, state)
         (out / "history.json").write_text(json.dumps(history, indent=1))
         plot_curves(history, out / "curves.png")
@@ -514,6 +555,13 @@ def build_parser() -> argparse.ArgumentParser:
     optim.add_argument("--weight-decay", type=float, default=1e-4)
     optim.add_argument("--warmup", type=float, default=1.0, help="epochs of linear warm-up")
     optim.add_argument("--dice-weight", type=float, default=1.0, help="weight of soft Dice next to (B)CE")
+    optim.add_argument(
+        "--ema",
+        type=parse_decay,
+        default=0.0,
+        help="decay of a moving average of the weights, updated every step, validated and saved as best/ in their "
+        "place (0: off; 0.999 averages about the last thousand steps)",
+    )
     optim.add_argument(
         "--amp",
         choices=["auto", "bf16", "none"],
