@@ -154,7 +154,7 @@ def build_demo(predictor: Predictor, info: WeightsInfo, warning: str | None = No
                     elem_id="image",
                 )
                 ground_truth = gr.Image(
-                    label="Ground-truth mask (optional): PNG of class indices, or 0/255",
+                    label="Ground-truth mask (optional): PNG of class indices (they look black here), or 0/255",
                     sources=["upload", "clipboard"],
                     type="filepath",
                     format="png",
