@@ -32,6 +32,7 @@ from unet.train import (
     build_data,
     build_parser,
     load_resume_state,
+    loader_state,
     main,
     make_weight_average,
     parse_size_schedule,
@@ -252,14 +253,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def torchrun(data: tuple[Path, Path], out: Path, schedule: str, *extra: str) -> subprocess.CompletedProcess:
+    """`unet.train` as two processes under torchrun, on one thread each; fails the test if it fails."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1"]
+    command += ["--master_port", str(free_port()), "-m", "unet.train", *run_args(data, out, schedule, *extra)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(command, cwd=out.parent, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
 def test_torchrun_two_processes(data: tuple[Path, Path], tmp_path: Path) -> None:
     out = tmp_path / "run"
     val = write_folder(tmp_path / "val5", 5, seed=2)  # odd, so the two processes' shares differ in size
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1"]
-    command += ["--master_port", str(free_port()), "-m", "unet.train", *run_args((data[0], val), out, f"{SIZE}:2")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = torchrun((data[0], val), out, f"{SIZE}:2")
 
     # Only rank 0 writes: one run folder, one history with every epoch, one best/.
     assert sorted(path.relative_to(tmp_path).as_posix() for path in tmp_path.rglob("history.json")) == [
@@ -283,6 +290,20 @@ def test_torchrun_two_processes(data: tuple[Path, Path], tmp_path: Path) -> None
             meter.update((logits[:, 0] > 0).long(), mask[None])
     assert records[-1]["val_loss"] == pytest.approx(np.mean(losses), rel=1e-4)
     assert records[-1]["val_iou"] == pytest.approx(meter.iou()[1])
+
+    # Each process draws its own augmentation (its own loader stream); both streams are saved and resumed.
+    streams = torch.load(out / "last" / "training_state.pt", weights_only=True)["rng"]["loader"]
+    assert len(streams) == 2 and not torch.equal(streams[0], streams[1])
+    torchrun((data[0], val), out, f"{SIZE}:3", "--resume", str(out / "last"))
+    assert [r["epoch"] for r in history(out)] == [1, 2, 3]
+
+
+def test_loader_state_is_the_ranks_own_and_needs_as_many_processes() -> None:
+    states = [torch.tensor([0], dtype=torch.uint8), torch.tensor([1], dtype=torch.uint8)]
+    assert torch.equal(loader_state(states, 1, 2), states[1])
+    assert torch.equal(loader_state(states[0], 0, 1), states[0])  # a lone state: a one-process run's
+    with pytest.raises(ValueError, match="had 2 processes; resume it with as many, not 1"):
+        loader_state(states, 0, 1)
 
 
 @pytest.mark.parametrize(

@@ -355,6 +355,23 @@ def setup_distributed() -> tuple[int, int, torch.device]:
     return rank, world, torch.device("cpu")
 
 
+def gather_states(generator: torch.Generator) -> list[torch.Tensor]:
+    """Every process's state of its `generator`, by rank (one process: a list of its own)."""
+    if not dist.is_initialized():
+        return [generator.get_state()]
+    states: list = [None] * dist.get_world_size()
+    dist.all_gather_object(states, generator.get_state())
+    return states
+
+
+def loader_state(saved: list[torch.Tensor] | torch.Tensor, rank: int, world: int) -> torch.Tensor:
+    """This process's saved generator state: `saved` holds one per rank (a lone tensor: a one-process run's)."""
+    states = saved if isinstance(saved, list) else [saved]
+    if len(states) != world:
+        raise ValueError(f"the run to resume had {len(states)} processes; resume it with as many, not {world}")
+    return states[rank]
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -397,10 +414,12 @@ def train(args: argparse.Namespace) -> dict:
 
     criterion = SegmentationLoss(args.dice_weight)
     train_sampler = DistributedSampler(train_set, world, rank, shuffle=True, seed=args.seed) if world > 1 else None
-    generator = torch.Generator().manual_seed(args.seed)  # shuffling, and the seeds of the loader's workers
+    # Shuffling, and the seeds of the loader's workers, so of the augmentation: each process draws its own (rank 0
+    # the single-process stream), else every process would flip, crop and jitter its k-th picture the same way.
+    generator = torch.Generator().manual_seed(args.seed + rank)
     if state is not None and "rng" in state:
         # The random streams where the interrupted run left them, so a resumed run draws what it would have drawn.
-        generator.set_state(state["rng"]["loader"])
+        generator.set_state(loader_state(state["rng"]["loader"], rank, world))
         torch.set_rng_state(state["rng"]["torch"])
     # Each process validates every world-th image: unlike a DistributedSampler, no image is padded in twice.
     val_part = val_set if world == 1 else Subset(val_set, range(rank, len(val_set), world))
@@ -462,6 +481,7 @@ def train(args: argparse.Namespace) -> dict:
             "seconds": seconds,
         }
         history.append(record)
+        loader_states = gather_states(generator)
         if not is_main:
             continue
         log.info(
@@ -485,7 +505,7 @@ def train(args: argparse.Namespace) -> dict:
             "epoch": epoch,
             "history": history,
             "best": best,
-            "rng": {"loader": generator.get_state(), "torch": torch.get_rng_state()},
+            "rng": {"loader": loader_states, "torch": torch.get_rng_state()},
         }
         if average is not None:
             state["average"] = average.state_dict()
