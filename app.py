@@ -138,7 +138,8 @@ def build_demo(predictor: Predictor, info: WeightsInfo, warning: str | None = No
         gr.Markdown(
             "# U-Net segmentation\n"
             "Upload, drop, paste or photograph an image to segment it. Add its ground-truth mask to see IoU, Dice "
-            "and where the prediction is wrong.",
+            "and where the prediction is wrong (a mask of class indices 0, 1, ... looks black in its box; the results "
+            "draw it in colour).",
             elem_id="intro",
         )
         gr.Markdown(warning_markdown(warning), visible=bool(warning), container=True, elem_id="warning")
@@ -154,7 +155,7 @@ def build_demo(predictor: Predictor, info: WeightsInfo, warning: str | None = No
                     elem_id="image",
                 )
                 ground_truth = gr.Image(
-                    label="Ground-truth mask (optional): PNG of class indices (they look black here), or 0/255",
+                    label="Ground-truth mask (optional): PNG of class indices, or 0/255",
                     sources=["upload", "clipboard"],
                     type="filepath",
                     format="png",
