@@ -10,9 +10,9 @@ The recipe is a handful of named functions, read top-down: `build_data` (data se
 - a folder with `images/` and `masks/` paired by file stem (a share held out for validation, or `--val-data`).
 
 Every epoch ends with validation IoU and Dice (of the weights' moving average with `--ema`, which is then what
-`best/` keeps). RUN_DIR receives `best/` (the best epoch by validation IoU, as
-`config.json` + `model.safetensors` + `training_args.json` + `val_scores.json`), `last/` (to `--resume` from),
-`history.json` and `curves.png`. Several processes train data-parallel under torchrun:
+`best/` keeps). RUN_DIR receives `best/` (the best epoch by validation IoU, as `config.json` + `model.safetensors`
++ `training_args.json` + `val_scores.json`), `last/` (to `--resume` from), `history.json` and `curves.png`.
+Several processes train data-parallel under torchrun:
 
     torchrun --nproc_per_node 2 -m unet.train --data DIR --out RUN_DIR
 """
@@ -213,8 +213,9 @@ def make_weight_average(model: UNet, decay: float) -> AveragedModel:
     """An exponential moving average of `model`'s weights and BatchNorm statistics, updated after every step.
 
     Each update moves the average a share `1 - decay` of the way to the current weights, so it spans about
-    `1 / (1 - decay)` steps (0.999: a thousand). It smooths out the step-to-step noise of the last epochs, where
-    single epochs' validation scores swing by several points. Its `.module` is a U-Net like `model`.
+    `1 / (1 - decay)` steps (0.999: a thousand), and smooths out their noise: its validation scores swing less from
+    epoch to epoch. (With the shipped recipe, whose learning rate decays to 1%, it ended where the raw weights
+    ended: README, "What would improve the model".) Its `.module` is a U-Net like `model`.
     """
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
