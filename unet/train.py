@@ -73,12 +73,9 @@ def parse_share(text: str) -> float:
 
 
 def parse_decay(text: str) -> float:
-    """A moving average's decay: 0 (off) or a number below 1."""
-    try:
-        decay = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 up to (not including) 1, got {text!r}") from None
-    if not 0 <= decay < 1:
+    """A moving average's decay: a share (`parse_share`) below 1, since 1 would never move; 0 is off."""
+    decay = parse_share(text)
+    if decay == 1:
         raise argparse.ArgumentTypeError(f"expected a number from 0 up to (not including) 1, got {text!r}")
     return decay
 
