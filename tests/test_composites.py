@@ -27,6 +27,7 @@ from unet.composites import (
     picture_key,
     prepare_cutout,
     split_groups,
+    vary_background,
     wallpaper_name,
 )
 from unet.train import main as train_main
@@ -460,6 +461,41 @@ def test_compose_on_generated_backgrounds_keeps_exact_masks() -> None:
     assert backgrounds["generated"] >= 6  # mosaics of a single blue photo look like it; the others do not
 
 
+def test_varied_background_is_turned_and_recoloured_as_a_whole() -> None:
+    photo = Image.new("RGB", (40, 20), (0, 0, 255))
+    photo.paste((255, 255, 0), (0, 0, 40, 10))  # yellow over blue
+    colours, greys = set(), 0
+    for seed in range(30):
+        upright = np.asarray(vary_background(photo, 0, np.random.default_rng(seed)))
+        twin = np.asarray(vary_background(photo, 0, np.random.default_rng(seed)))
+        assert np.array_equal(upright, twin)  # the seed decides
+        assert upright.shape == (20, 40, 3) and (upright[:10] == upright[0, 0]).all()
+        assert (upright[10:] == upright[-1, 0]).all() and not np.array_equal(upright[0, 0], upright[-1, 0])
+        turned = np.asarray(vary_background(photo, 1, np.random.default_rng(seed)))
+        assert turned.shape == (40, 20, 3)  # a quarter turn counter-clockwise: yellow on the left
+        assert np.array_equal(turned[:, :10], np.broadcast_to(upright[0, 0], (40, 10, 3)))
+        assert np.array_equal(turned[:, 10:], np.broadcast_to(upright[-1, 0], (40, 10, 3)))
+        colours.add(tuple(upright[0, 0].tolist()))
+        greys += int(upright[0, 0, 0] == upright[0, 0, 1] == upright[0, 0, 2])
+    assert len(colours) >= 25 and 1 <= greys <= 12  # a new colour nearly every time, grey one time in six
+
+
+def test_compose_on_varied_backgrounds_keeps_size_and_objects() -> None:
+    photo = Image.new("RGB", (80, 60), (0, 0, 255))
+    square = Image.new("RGBA", (30, 30), (255, 255, 255, 255))
+    recipe = CompositeRecipe(max_objects=1, max_rotation=0.0, varied_backgrounds=1.0)
+    recoloured = 0
+    for seed in range(12):
+        image, mask = compose([photo], [square], (72, 56), np.random.default_rng(seed), recipe)
+        pixels = np.asarray(image)
+        assert image.size == (72, 56) and mask.shape == (56, 72)  # turned crops are cut across, then turned back
+        assert mask.any() and (pixels[mask == 1] == pixels[mask == 1][0]).all()  # the object: one flat grey
+        background = pixels[mask == 0]
+        assert (background == background[0]).all()  # the photo, still one colour
+        recoloured += int(not (background[0] == (0, 0, 255)).all())
+    assert recoloured >= 10
+
+
 def test_composite_dataset_items_follow_seed_epoch_and_index(built: tuple[Path, dict]) -> None:
     out, _ = built
     dataset = CompositeDataset(out, "train", size=48, length=5, seed=3)
@@ -495,10 +531,11 @@ def test_trainer_reads_a_built_set(built: tuple[Path, dict], tmp_path: Path) -> 
     run = tmp_path / "run"
     argv = ["--data", str(out), "--out", str(run), "--size-schedule", "32:1,48:1", "--epoch-size", "4"]
     argv += ["--base-width", "4", "--depth", "2", "--batch-size", "2", "--workers", "0", "--quiet", "--seed", "1"]
-    train_main([*argv, "--generated-backgrounds", "0.5"])
+    train_main([*argv, "--generated-backgrounds", "0.5", "--varied-backgrounds", "0.5"])
     history = json.loads((run / "history.json").read_text())
     assert [(r["epoch"], r["size"]) for r in history] == [(1, 32), (2, 48)]
     assert all(np.isfinite(r["train_loss"]) and 0 <= r["val_iou"] <= 1 for r in history)
     # A binary model named after the composite classes, validated on the fixed val/ split.
     assert json.loads((run / "best" / "config.json").read_text())["class_names"] == ["background", "foreground"]
-    assert json.loads((run / "best" / "training_args.json").read_text())["generated_backgrounds"] == 0.5
+    training_args = json.loads((run / "best" / "training_args.json").read_text())
+    assert training_args["generated_backgrounds"] == 0.5 and training_args["varied_backgrounds"] == 0.5

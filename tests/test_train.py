@@ -335,7 +335,11 @@ def test_size_schedule_parses() -> None:
     ("flag", "text"),
     [
         *(("--crop-scale", text) for text in ["0.5", "0,1", "0.8,0.5", "0.5,1.5", "a,b"]),
-        *(("--jpeg", text) for text in ["-0.1", "1.5", "often"]),
+        *(
+            (flag, text)
+            for flag in ["--jpeg", "--generated-backgrounds", "--varied-backgrounds"]
+            for text in ["-0.1", "1.5", "often"]
+        ),
         *(("--jpeg-quality", text) for text in ["70", "0,100", "90,80", "70,101", "0.7,1"]),
         *(("--ema", text) for text in ["1", "-0.1", "1.5", "slow"]),
     ],

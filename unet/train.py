@@ -140,7 +140,9 @@ def build_data(args: argparse.Namespace) -> tuple[Dataset, Dataset, list[str]]:
     size = args.size_schedule[0][0]
     if layout == "composite":
         # Compose a little larger than the crop so that scale augmentation zooms both in and out around 1.
-        recipe = CompositeRecipe(generated_backgrounds=args.generated_backgrounds)
+        recipe = CompositeRecipe(
+            generated_backgrounds=args.generated_backgrounds, varied_backgrounds=args.varied_backgrounds
+        )
         train = CompositeDataset(
             root, "train", round(size * 1.15), args.epoch_size, args.seed, augmentation(size, args), recipe
         )
@@ -532,9 +534,15 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--epoch-size", type=int, default=4000, help="composites drawn per epoch (composite layout)")
     data.add_argument(
         "--generated-backgrounds",
-        type=float,
+        type=parse_share,
         default=0.0,
         help="composite layout: share of training composites on a generated background (mosaic, gradient, field)",
+    )
+    data.add_argument(
+        "--varied-backgrounds",
+        type=parse_share,
+        default=0.0,
+        help="composite layout: share of training photo crops turned by quarter turns and recoloured",
     )
     data.add_argument(
         "--crop-scale",
