@@ -80,12 +80,18 @@ def parse_decay(text: str) -> float:
     return decay
 
 
+def parse_pair(text: str, number: type[int] | type[float], example: str) -> tuple:
+    """'MIN,MAX' -> (MIN, MAX), each read with `number`; a flag's own parser checks the bounds."""
+    try:
+        low, high = (number(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX, e.g. {example}; got {text!r}") from None
+    return low, high
+
+
 def parse_jpeg_quality(text: str) -> tuple[int, int]:
     """'70,100' -> (70, 100): the range a training crop's JPEG quality is drawn from."""
-    try:
-        low, high = (int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected MIN,MAX, e.g. 70,100; got {text!r}") from None
+    low, high = parse_pair(text, int, "70,100")
     if not 1 <= low <= high <= 100:
         raise argparse.ArgumentTypeError(f"need 1 <= MIN <= MAX <= 100, got {text!r}")
     return low, high
@@ -93,10 +99,7 @@ def parse_jpeg_quality(text: str) -> tuple[int, int]:
 
 def parse_crop_scale(text: str) -> tuple[float, float]:
     """'0.25,1' -> (0.25, 1.0): the range of the share of a training image that one random crop covers."""
-    try:
-        low, high = (float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected MIN,MAX, e.g. 0.5,1; got {text!r}") from None
+    low, high = parse_pair(text, float, "0.5,1")
     if not 0 < low <= high <= 1:
         raise argparse.ArgumentTypeError(f"need 0 < MIN <= MAX <= 1, got {text!r}")
     return low, high
