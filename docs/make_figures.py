@@ -2,10 +2,12 @@
 
 - `tasks.png`: one example as image, semantic mask, instance map and panoptic map (`unet.instances`), from its
   ground-truth mask, or from a model's prediction with `--weights`;
-- `augmentation.png`: one example and random draws of `unet.augment.train_transform`, the mask drawn over each;
+- `augmentation.png`: one example and random draws of `unet.augment.train_transform` as the shipped model was trained,
+  the mask drawn over each;
 - `unet.png`: the U-Net's levels, their channels and resolutions traced from a real `UNet(base_width=16, depth=4)`;
 - `composites.png`, with `--data DIR` (a set built by `python -m unet.composites`): training composites drawn from
-  its train cut-outs, on its photographs and on generated backgrounds, each with its mask outlined.
+  its train cut-outs, on its photographs, on them turned and recoloured, and on generated backgrounds, each with its
+  mask outlined.
 
 Every random draw is seeded, so the pictures come out the same on every run.
 """
@@ -41,7 +43,8 @@ from unet.visualize import PALETTE, colorize, legend_image, overlay, side_by_sid
 EXAMPLES = ROOT / "examples"
 TASKS_EXAMPLE = "test_0006"  # a notebook and a floppy disk: one class, two objects
 AUGMENT_EXAMPLE = "test_0008"  # two playing cards and a pen, with corners a rotation shows off
-AUGMENT_SIZE = 256  # the training crop size
+AUGMENT_SIZE = 176  # the shipped model's training crop size
+AUGMENT_JPEG = {"jpeg_p": 0.5, "jpeg_quality": (75, 100)}  # and its JPEG round trips, as scripts/train.sh sets them
 AUGMENT_DRAWS = 5
 MASK_ALPHA = 0.35  # light enough to see the object under its mask
 SEED = 0
@@ -152,8 +155,9 @@ def tasks_figure(image: Image.Image, mask: np.ndarray, names: Sequence[str], sou
 
 
 def augmentation_figure(image: Image.Image, mask: np.ndarray, draws: int = AUGMENT_DRAWS) -> Image.Image:
-    """The example, then `draws` seeded draws of the training transform, each as the image with its mask over it."""
-    transform = train_transform(AUGMENT_SIZE)
+    """The example, then `draws` seeded draws of the shipped model's training transform, each as the image with its
+    mask over it."""
+    transform = train_transform(AUGMENT_SIZE, **AUGMENT_JPEG)
     torch.manual_seed(SEED)
     panels = [overlay(image, mask, alpha=MASK_ALPHA)]
     for _ in range(draws):
@@ -179,10 +183,14 @@ def augmentation_figure(image: Image.Image, mask: np.ndarray, draws: int = AUGME
 
 
 def composites_figure(backgrounds: Sequence[Image.Image], cutouts: Sequence[Image.Image]) -> Image.Image:
-    """Training composites as `CompositeDataset` draws them: a row on photographs, a row on generated backgrounds."""
+    """Training composites as `CompositeDataset` draws them: a row each on photographs, on photographs turned and
+    recoloured (`--varied-backgrounds`) and on generated backgrounds (`--generated-backgrounds`)."""
     rows = []
-    for share, title in ((0.0, "on a training photo"), (1.0, "on a generated background")):
-        recipe = CompositeRecipe(generated_backgrounds=share)
+    for recipe, title in (
+        (CompositeRecipe(), "on a training photo"),
+        (CompositeRecipe(varied_backgrounds=1.0), "on a varied photo"),
+        (CompositeRecipe(generated_backgrounds=1.0), "on a generated background"),
+    ):
         panels = []
         for index in range(COMPOSITES_PER_ROW):
             rng = np.random.default_rng([SEED, index])
