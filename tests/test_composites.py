@@ -3,6 +3,7 @@ the fixed val/test sets it writes, masks exactly under the pasted alpha, and rep
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from itertools import chain
@@ -20,15 +21,18 @@ from unet.composites import (
     CompositeRecipe,
     build,
     compose,
+    draw_background,
     find_wallpapers,
     generated_background,
     main,
+    paste_objects,
     photo_group,
     picture_key,
     prepare_cutout,
     split_groups,
     vary_background,
     wallpaper_name,
+    write_fixed_split,
 )
 from unet.train import main as train_main
 
@@ -123,7 +127,7 @@ def test_prepared_sources(built: tuple[Path, dict]) -> None:
 
 
 def test_fixed_splits_are_images_and_binary_masks(built: tuple[Path, dict]) -> None:
-    out, _ = built
+    out, manifest = built
     for split, count in COUNTS.items():
         images = sorted((out / split / "images").iterdir())
         masks = sorted((out / split / "masks").iterdir())
@@ -136,7 +140,30 @@ def test_fixed_splits_are_images_and_binary_masks(built: tuple[Path, dict]) -> N
                 assert all(224 <= side <= 320 for side in image.size)
                 mask = np.asarray(mask_file)
             assert set(np.unique(mask)) == {0, 1}  # foreground and background both present, nothing else
+        with open(out / split / "photos.csv", newline="") as file:
+            rows = list(csv.reader(file))
+        assert rows[0] == ["image", "group"] and [row[0] for row in rows[1:]] == [p.name for p in images]
+        assert {row[1] for row in rows[1:]} <= set(manifest["sources"][split]["backgrounds"])
     assert not (out / "train").exists()  # train is composed on the fly
+
+
+def test_photos_csv_names_the_photo_under_each_composite(tmp_path: Path) -> None:
+    """Photos of one flat colour each: every composite's background shows the colour of the photo its row names."""
+    colours = {"blue.jpg": (0, 0, 255), "green.jpg": (0, 255, 0), "red.jpg": (255, 0, 0)}
+    for name, colour in colours.items():
+        folder = tmp_path / "backgrounds" / "test"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (400, 400), colour).save(folder / name)
+    (tmp_path / "cutouts" / "test").mkdir(parents=True)
+    Image.new("RGBA", (40, 40), (255, 255, 255, 255)).save(tmp_path / "cutouts" / "test" / "square.png")
+    folder = write_fixed_split(tmp_path, "test", 12, seed=0, lossless=True)
+    with open(folder / "photos.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert len({row["group"] for row in rows}) == 3  # all three photos drawn
+    for row in rows:
+        with Image.open(folder / "images" / row["image"]) as image, Image.open(folder / "masks" / row["image"]) as m:
+            background = np.asarray(image)[np.asarray(m) == 0]
+        assert (np.abs(background.astype(int) - colours[row["group"]]) <= 2).all()
 
 
 def source_pixels(out: Path, manifest: dict, kind: str, split: str) -> list[bytes]:
@@ -145,15 +172,20 @@ def source_pixels(out: Path, manifest: dict, kind: str, split: str) -> list[byte
     return [Image.open(out / kind / split / name).convert(mode).tobytes() for name in manifest["sources"][split][kind]]
 
 
-def recording_compose(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[bytes], list[bytes]]]:
-    """Make `compose` record the pixels of the backgrounds and cut-outs each call draws from."""
+def recording_sources(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[bytes], list[bytes]]]:
+    """Make the fixed sets' composing record the pixels of the backgrounds and cut-outs each picture draws from."""
     drawn_from = []
 
-    def recording(backgrounds, cutouts, *args, **kwargs):
-        drawn_from.append(([b.tobytes() for b in backgrounds], [c.tobytes() for c in cutouts]))
-        return compose(backgrounds, cutouts, *args, **kwargs)
+    def background(backgrounds, *args, **kwargs):
+        drawn_from.append(([b.tobytes() for b in backgrounds], None))
+        return draw_background(backgrounds, *args, **kwargs)
 
-    monkeypatch.setattr(unet.composites, "compose", recording)
+    def objects(canvas, cutouts, *args, **kwargs):
+        drawn_from[-1] = (drawn_from[-1][0], [c.tobytes() for c in cutouts])
+        return paste_objects(canvas, cutouts, *args, **kwargs)
+
+    monkeypatch.setattr(unet.composites, "draw_background", background)
+    monkeypatch.setattr(unet.composites, "paste_objects", objects)
     return drawn_from
 
 
@@ -161,7 +193,7 @@ def test_cross_set_puts_one_splits_cutouts_on_anothers_photos(
     built: tuple[Path, dict], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out, manifest = built
-    drawn_from = recording_compose(monkeypatch)
+    drawn_from = recording_sources(monkeypatch)
     main(["--out", str(out), "--cross", "test:train", "--test", "3"])
     folder = out / "test-cutouts-on-train-photos"
     assert f"wrote 3 composites to {folder}" in capsys.readouterr().out
@@ -203,7 +235,7 @@ def test_train_sample_is_train_cutouts_on_train_photos_with_a_lossless_twin(
     built: tuple[Path, dict], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out, manifest = built
-    drawn_from = recording_compose(monkeypatch)
+    drawn_from = recording_sources(monkeypatch)
     main(["--out", str(out), "--train-sample", "--val", "3"])
     folder = out / "train-sample"
     assert f"wrote 3 composites to {folder}" in capsys.readouterr().out

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from unet.datasets import PairedFolder
-from unet.evaluate import ImageScore, cases_picture, evaluate, main, pick_cases, write_report
+from unet.evaluate import ImageScore, cases_picture, evaluate, group_scores, main, pick_cases, write_report
 from unet.model import UNet
 from unet.predict import Predictor
 from unet.visualize import legend_image, side_by_side
@@ -210,3 +210,40 @@ def test_cli_names_a_mask_the_model_cannot_read(data: Path, tmp_path: Path) -> N
     with pytest.raises(SystemExit) as exit_info:
         main([*args, "--class-names", "a,b,c"])
     assert "3 class names (a, b, c) for a model with 2 classes" in str(exit_info.value.code)
+
+
+def test_group_scores_pool_each_groups_images(data: Path) -> None:
+    result = evaluate(Predictor(constant_model(10.0)), dataset(data))
+    scores = group_scores(result, {"a.png": "x", "b.png": "x", "c.png": "y", "d.png": "y", "e.png": "z"})
+    # All foreground predicted: x has tp 60 + 96, fp 540 + 288; y has tp 16, fp 176 + 144 (d: all background).
+    assert scores == {
+        "x": {"num_images": 2, "iou": pytest.approx(156 / 984), "dice": pytest.approx(312 / 1140)},
+        "y": {"num_images": 2, "iou": pytest.approx(16 / 336), "dice": pytest.approx(32 / 352)},
+    }  # z names no image of the data set, so it has no scores
+    with pytest.raises(ValueError, match=re.escape("2 images have no group: c.png, d.png")):
+        group_scores(result, {"a.png": "x", "b.png": "x"})
+
+
+def test_cli_scores_groups(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    weights = tmp_path / "checkpoint"
+    constant_model(10.0).save_pretrained(weights)
+    groups = tmp_path / "photos.csv"
+    groups.write_text("image,group\na.png,x\nb.png,x\nc.png,y\nd.png,y\n")
+    args = ["--weights", str(weights), "--images", str(data / "images"), "--masks", str(data / "masks")]
+    main([*args, "--groups", str(groups), "--out", str(tmp_path / "out")])
+    assert "  x: 2 images, IoU 0.1585, Dice 0.2737\n  y: 2 images, IoU 0.0476, Dice 0.0909" in capsys.readouterr().out
+    report = json.loads((tmp_path / "out" / "eval.json").read_text())
+    assert list(report["groups"]) == ["x", "y"] and report["groups"]["y"]["iou"] == pytest.approx(16 / 336)
+    assert report["headline"]["iou"] == pytest.approx(172 / 1320)  # the pooled scores as without groups
+
+    groups.write_text("image,photo\na.png,x\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--groups", str(groups)])
+    assert "needs the columns image and group" in str(exit_info.value.code)
+    groups.write_text("image,group\na.png,x\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--groups", str(groups)])
+    assert "3 images have no group: b.png, c.png, d.png" in str(exit_info.value.code)
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--groups", str(tmp_path / "none.csv")])
+    assert "none.csv" in str(exit_info.value.code)

@@ -16,9 +16,10 @@ the same with or without them.
     python -m unet.composites --out data/composites
 
 writes the prepared cut-outs and backgrounds of every split, plus fixed `val/` and `test/` sets as `images/` (JPEG)
-and `masks/` (PNG, 0 = background, 1 = foreground). Training composes new train images on the fly
-(`CompositeDataset`), so it never sees the same picture twice; a share of them can be drawn on generated
-backgrounds instead (`CompositeRecipe.generated_backgrounds`, `--generated-backgrounds` in training). A built set
+and `masks/` (PNG, 0 = background, 1 = foreground), with `photos.csv` naming each composite's photograph. Training
+composes new train images on the fly (`CompositeDataset`), so it never sees the same picture twice; a share of them
+can be drawn on generated backgrounds instead (`CompositeRecipe.generated_backgrounds`, `--generated-backgrounds` in
+training), or on photo crops turned and recoloured (`--varied-backgrounds`). A built set
 can also get a diagnostic set of one split's cut-outs on another split's photos (`--cross test:train`: unseen
 objects on known photographs), a fixed sample of the training pictures (`--train-sample`: how well a model fits what
 it learns from), and a lossless twin of any fixed set (`--lossless test`: the same composites as PNG, to measure what
@@ -28,6 +29,7 @@ JPEG compression costs).
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import json
 import logging
@@ -200,23 +202,37 @@ def compose(
 
     Returns the RGB image of `size` = (width, height) and its (height, width) uint8 mask, 1 where an object is.
     """
-    width, height = size
+    canvas, _ = draw_background(backgrounds, size, rng, recipe)
+    return canvas, paste_objects(canvas, cutouts, rng, recipe)
+
+
+def draw_background(
+    backgrounds: Sequence[Image.Image], size: tuple[int, int], rng: np.random.Generator, recipe: CompositeRecipe
+) -> tuple[Image.Image, int | None]:
+    """A composite's background of `size`, and the index of the photo it was cut from (None: a generated one)."""
     # Only a recipe with generated backgrounds draws for them, so the fixed val/test sets stay as they were.
     if recipe.generated_backgrounds > 0 and rng.random() < recipe.generated_backgrounds:
-        canvas = generated_background(backgrounds, size, rng, recipe)
-    else:
-        canvas = _background_crop(backgrounds[rng.integers(len(backgrounds))], size, rng, recipe)
+        return generated_background(backgrounds, size, rng, recipe), None
+    index = int(rng.integers(len(backgrounds)))
+    return _background_crop(backgrounds[index], size, rng, recipe), index
+
+
+def paste_objects(
+    canvas: Image.Image, cutouts: Sequence[Image.Image], rng: np.random.Generator, recipe: CompositeRecipe
+) -> np.ndarray:
+    """Paste one to `recipe.max_objects` cut-outs onto `canvas` in place; returns the mask, 1 where an object is."""
+    width, height = canvas.size
     mask = np.zeros((height, width), dtype=np.uint8)
     count = int(rng.integers(1, recipe.max_objects + 1))
     for _ in range(count):
-        obj = _posed_object(cutouts[rng.integers(len(cutouts))], min(size), count, rng, recipe)
+        obj = _posed_object(cutouts[rng.integers(len(cutouts))], min(width, height), count, rng, recipe)
         slack_x = int(obj.width * (1 - recipe.min_visible))
         slack_y = int(obj.height * (1 - recipe.min_visible))
         x = int(rng.integers(-slack_x, max(-slack_x, width - obj.width + slack_x) + 1))
         y = int(rng.integers(-slack_y, max(-slack_y, height - obj.height + slack_y) + 1))
         canvas.paste(obj, (x, y), obj)
         _stamp(mask, np.asarray(obj.getchannel("A")) >= 128, x, y)
-    return canvas, mask
+    return mask
 
 
 def _background_crop(photo: Image.Image, size: tuple[int, int], rng: np.random.Generator, recipe: CompositeRecipe):
@@ -469,12 +485,16 @@ def write_fixed_split(
     photographs it has never seen. `lossless` writes the very same composites as `split`, but as PNG, into
     out/SPLIT-lossless: scored against `split` itself, they tell what the JPEG compression costs a model. Split
     `train` goes to out/train-sample: training never reads it (it composes its pictures on the fly), but a model's
-    score on it tells how well it fits the very pictures it learns from. Returns the folder written.
+    score on it tells how well it fits the very pictures it learns from. `photos.csv` beside images/ and masks/
+    names each composite's photograph (columns image, group), for scores per photograph with
+    `python -m unet.evaluate --groups`. Returns the folder written.
     """
     name = split if photos is None else f"{split}-cutouts-on-{photos}-photos"
     name += "-sample" if name == "train" else ""
     name += "-lossless" if lossless else ""
-    backgrounds = _load_folder(out / "backgrounds" / (photos or split), "RGB")
+    photo_dir = out / "backgrounds" / (photos or split)
+    backgrounds = _load_folder(photo_dir, "RGB")
+    photo_names = sorted(path.name for path in photo_dir.iterdir())  # in `_load_folder`'s order
     cutouts = _load_folder(out / "cutouts" / split, "RGBA")
     images_dir, masks_dir = out / name / "images", out / name / "masks"
     images_dir.mkdir(parents=True, exist_ok=True)
@@ -482,15 +502,21 @@ def write_fixed_split(
     stream = [1] if photos is None else [2, SPLITS.index(photos)]
     stream += [1] if name.startswith("train-sample") else []  # four numbers: never a training picture's three
     rng = np.random.default_rng([seed, SPLITS.index(split), *stream])
+    recipe = CompositeRecipe()
+    sources = []
     for index in range(count):
         size = (int(rng.integers(*size_range, endpoint=True)), int(rng.integers(*size_range, endpoint=True)))
-        image, mask = compose(backgrounds, cutouts, size, rng)
+        image, photo = draw_background(backgrounds, size, rng, recipe)  # compose's draws, keeping the photo
+        mask = paste_objects(image, cutouts, rng, recipe)
         stem = f"{split}_{index:04d}"
         if lossless:
             image.save(images_dir / f"{stem}.png")
         else:
             image.save(images_dir / f"{stem}.jpg", quality=95)
         Image.fromarray(mask).save(masks_dir / f"{stem}.png")
+        sources.append((f"{stem}.{'png' if lossless else 'jpg'}", photo_names[photo]))
+    with open(out / name / "photos.csv", "w", newline="") as file:  # for unet.evaluate --groups
+        csv.writer(file).writerows([("image", "group"), *sources])
     log.info("wrote %d composites to %s", count, out / name)
     return out / name
 

@@ -8,6 +8,8 @@ receives:
 - `eval.json`: the settings, the pooled scores (`metrics.summary`), the date and the time taken;
 - `per_image.csv`: image, iou, dice, foreground_share_true, foreground_share_pred (the headline class: the
   foreground of a binary model, the mean over classes otherwise; an empty cell where the score is undefined);
+  with `--groups CSV` (columns image, group; a composite set's `photos.csv` names each picture's photograph),
+  `eval.json` also holds the pooled headline scores of each group, and they are printed;
 - `cases.png`: the best and worst images by IoU, each as image | prediction | ground truth | error map.
 """
 
@@ -56,6 +58,7 @@ class EvalResult:
     """The pooled confusion counts and per-image scores of one evaluation, with the settings that produced them."""
 
     counts: np.ndarray  # (num_labels, 3) int64: tp, fp, fn of every class over the whole data set
+    image_counts: np.ndarray  # (num_images, num_labels, 3) int64: the same, image by image
     rows: list[ImageScore]
     class_names: list[str]
     images_dir: Path
@@ -116,17 +119,19 @@ def evaluate(
         )
     started = time.perf_counter()
     meter = ConfusionMeter(num_labels, ignore_index=IGNORE_INDEX)
-    rows = []
+    rows, image_counts = [], []
     for index in tqdm(range(len(dataset)), desc="evaluate", unit="image", disable=None if progress else True):
         image, target = dataset.load_pair(index)
         pred = predictor.predict(image, threshold, flip).mask
         counts = confusion_counts(pred, target, num_labels, ignore_index=IGNORE_INDEX)
         meter.merge(counts)
+        image_counts.append(counts)
         rows.append(
             ImageScore(dataset.pairs[index][0].name, *_headline(counts, names), *_foreground_shares(pred, target))
         )
     return EvalResult(
         counts=meter.counts,
+        image_counts=np.array(image_counts, dtype=np.int64).reshape(-1, num_labels, 3),
         rows=rows,
         class_names=names,
         images_dir=dataset.images_dir,
@@ -138,15 +143,47 @@ def evaluate(
     )
 
 
-def report(result: EvalResult, weights: str, dataset_name: str | None = None) -> dict[str, Any]:
+def read_groups(path: Path) -> dict[str, str]:
+    """Image file name -> group name, from a CSV with the columns image and group (more columns are ignored)."""
+    with open(path, newline="") as file:
+        reader = csv.DictReader(file)
+        if not {"image", "group"} <= set(reader.fieldnames or []):
+            raise ValueError(f"{path} needs the columns image and group, found {reader.fieldnames}")
+        return {row["image"]: row["group"] for row in reader}
+
+
+def group_scores(result: EvalResult, groups: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The headline IoU and Dice pooled over each group's images, groups sorted by name.
+
+    Raises:
+        ValueError: Some images have no group (the message names the first few).
+    """
+    missing = [row.image for row in result.rows if row.image not in groups]
+    if missing:
+        raise ValueError(f"{len(missing)} images have no group: {', '.join(missing[:5])}{', ...' * (len(missing) > 5)}")
+    members: dict[str, list[int]] = {}
+    for index, row in enumerate(result.rows):
+        members.setdefault(groups[row.image], []).append(index)
+    scores = {}
+    for name in sorted(members):
+        counts = result.image_counts[members[name]].sum(axis=0)
+        headline = summary(iou_from_counts(counts), dice_from_counts(counts), result.class_names)["headline"]
+        scores[name] = {"num_images": len(members[name]), **headline}
+    return scores
+
+
+def report(
+    result: EvalResult, weights: str, dataset_name: str | None = None, groups: dict[str, str] | None = None
+) -> dict[str, Any]:
     """The `eval.json` content: settings, pooled scores, date and time taken.
 
     Args:
         result: What `evaluate` returned.
         weights: The weights source, as given to `load_model`.
         dataset_name: A name for the data set; by default the name of the images folder's parent.
+        groups: Image file name -> group: adds each group's pooled headline scores (`group_scores`).
     """
-    return {
+    content = {
         "dataset": dataset_name or result.images_dir.resolve().parent.name,
         "images": str(result.images_dir),
         "masks": str(result.masks_dir),
@@ -160,6 +197,9 @@ def report(result: EvalResult, weights: str, dataset_name: str | None = None) ->
         "date": datetime.date.today().isoformat(),
         "seconds": round(result.seconds, 3),
     }
+    if groups is not None:
+        content["groups"] = group_scores(result, groups)
+    return content
 
 
 def _cell(value: str | float) -> str | float:
@@ -167,10 +207,16 @@ def _cell(value: str | float) -> str | float:
     return "" if isinstance(value, float) and math.isnan(value) else value
 
 
-def write_report(result: EvalResult, out: Path, weights: str, dataset_name: str | None = None) -> dict[str, Any]:
+def write_report(
+    result: EvalResult,
+    out: Path,
+    weights: str,
+    dataset_name: str | None = None,
+    groups: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Write `eval.json` and `per_image.csv` into `out` (created if needed) and return the `eval.json` content."""
     out.mkdir(parents=True, exist_ok=True)
-    content = report(result, weights, dataset_name)
+    content = report(result, weights, dataset_name, groups)
     (out / "eval.json").write_text(json.dumps(content, indent=2) + "\n")
     with open(out / "per_image.csv", "w", newline="") as file:
         writer = csv.writer(file)
@@ -237,8 +283,9 @@ def cases_picture(
     return _stack([legend_image(height=max(20, height // 10)), *rows], gap=max(4, height // 64))
 
 
-def format_table(result: EvalResult) -> str:
-    """The pooled scores as a plain-text table: one line a class, the mean, then the headline."""
+def format_table(result: EvalResult, groups: dict[str, dict[str, Any]] | None = None) -> str:
+    """The pooled scores as a plain-text table: one line a class, the mean, the headline, then one line a group of
+    `groups` (as `group_scores` gives them)."""
     scores = result.scores()
     width = max(len(name) for name in [*result.class_names, "headline"])
 
@@ -255,6 +302,11 @@ def format_table(result: EvalResult) -> str:
         f"headline ({which}): IoU {number(scores['headline']['iou']).strip()}, "
         f"Dice {number(scores['headline']['dice']).strip()}"
     )
+    for name, scores in (groups or {}).items():
+        lines.append(
+            f"  {name}: {scores['num_images']} images, IoU {number(scores['iou']).strip()}, "
+            f"Dice {number(scores['dice']).strip()}"
+        )
     lines.append(f"{len(result.rows)} images in {result.seconds:.1f} s")
     return "\n".join(lines)
 
@@ -272,6 +324,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, help="shrink larger images to this side")
     parser.add_argument("--class-names", help="comma-separated, background first (default: the model's config)")
     parser.add_argument("--dataset", help="name in eval.json (default: the images folder's parent folder)")
+    parser.add_argument(
+        "--groups",
+        type=Path,
+        metavar="CSV",
+        help="CSV of image,group (e.g. a composite set's photos.csv): also score each group's images pooled",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -281,13 +339,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         model, _ = load_model(weights)
         dataset = PairedFolder(images_dir=args.images, masks_dir=args.masks, num_labels=model.num_labels)
         predictor = Predictor(model, args.max_side)
+        groups = read_groups(args.groups) if args.groups else None
         result = evaluate(predictor, dataset, args.threshold, args.flip, class_names, progress=True)
+        per_group = group_scores(result, groups) if groups is not None else None
     # MaskError and ImageError (both ValueErrors) name the file; the folder errors say what layout is expected.
     except (WeightsError, FileNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")
-    print(format_table(result))
+    print(format_table(result, per_group))
     if args.out is not None:
-        write_report(result, args.out, weights, args.dataset)
+        write_report(result, args.out, weights, args.dataset, groups)
         written = ["eval.json", "per_image.csv"]
         picture = cases_picture(predictor, dataset, result)
         if picture is not None:  # None when no image has a defined IoU
