@@ -44,6 +44,7 @@ EXAMPLES = ROOT / "examples"
 TASKS_EXAMPLE = "test_0006"  # a notebook and a floppy disk: one class, two objects
 AUGMENT_EXAMPLE = "test_0008"  # two playing cards and a pen, with corners a rotation shows off
 AUGMENT_SIZE = 176  # the shipped model's training crop size
+AUGMENT_PANEL = 256  # each crop's height on the page
 AUGMENT_JPEG = {"jpeg_p": 0.5, "jpeg_quality": (75, 100)}  # and its JPEG round trips, as scripts/train.sh sets them
 AUGMENT_DRAWS = 5
 MASK_ALPHA = 0.35  # light enough to see the object under its mask
@@ -166,7 +167,7 @@ def augmentation_figure(image: Image.Image, mask: np.ndarray, draws: int = AUGME
     titles = ["original", *(f"random draw {i}" for i in range(1, draws + 1))]
     per_row = 3
     rows = [
-        side_by_side(panels[i : i + per_row], titles[i : i + per_row], height=AUGMENT_SIZE)
+        side_by_side(panels[i : i + per_row], titles[i : i + per_row], height=AUGMENT_PANEL)
         for i in range(0, len(panels), per_row)
     ]
     # The ignored pixels as the overlay shows them: grey over the black that the rotation fills in.
