@@ -302,10 +302,10 @@ def format_table(result: EvalResult, groups: dict[str, dict[str, Any]] | None = 
         f"headline ({which}): IoU {number(scores['headline']['iou']).strip()}, "
         f"Dice {number(scores['headline']['dice']).strip()}"
     )
-    for name, scores in (groups or {}).items():
+    for name, group in (groups or {}).items():
         lines.append(
-            f"  {name}: {scores['num_images']} images, IoU {number(scores['iou']).strip()}, "
-            f"Dice {number(scores['dice']).strip()}"
+            f"  {name}: {group['num_images']} images, IoU {number(group['iou']).strip()}, "
+            f"Dice {number(group['dice']).strip()}"
         )
     lines.append(f"{len(result.rows)} images in {result.seconds:.1f} s")
     return "\n".join(lines)
