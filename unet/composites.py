@@ -332,9 +332,14 @@ def _stamp(mask: np.ndarray, shape: np.ndarray, x: int, y: int) -> None:
         mask[top:bottom, left:right] |= shape[top - y : bottom - y, left - x : right - x]
 
 
+def _image_files(folder: Path) -> list[Path]:
+    """A prepared folder's files in name order; none for a missing folder."""
+    return sorted(folder.iterdir()) if folder.is_dir() else []
+
+
 def _load_folder(folder: Path, mode: str) -> list[Image.Image]:
     images = []
-    for path in sorted(folder.iterdir()) if folder.is_dir() else []:  # a missing folder gets the message below
+    for path in _image_files(folder):  # a missing folder gets the message below
         with Image.open(path) as image:
             images.append(image.convert(mode))
     if not images:
@@ -495,7 +500,7 @@ def write_fixed_split(
     name += "-lossless" if lossless else ""
     photo_dir = out / "backgrounds" / (photos or split)
     backgrounds = _load_folder(photo_dir, "RGB")
-    photo_names = sorted(path.name for path in photo_dir.iterdir())  # in `_load_folder`'s order
+    photo_names = [path.name for path in _image_files(photo_dir)]  # in `_load_folder`'s order
     cutouts = _load_folder(out / "cutouts" / split, "RGBA")
     images_dir, masks_dir = out / name / "images", out / name / "masks"
     images_dir.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from unet.datasets import PairedFolder
 from unet.hub import WeightsError, add_weights_argument, load_model, resolve_weights
-from unet.metrics import ConfusionMeter, confusion_counts, dice_from_counts, iou_from_counts, summary
+from unet.metrics import confusion_counts, dice_from_counts, iou_from_counts, summary
 from unet.predict import DEFAULT_MAX_SIDE, Predictor
 from unet.preprocessing import IGNORE_INDEX
 from unet.visualize import error_map, legend_image, overlay, side_by_side
@@ -118,20 +118,19 @@ def evaluate(
             "give one name a class, background first"
         )
     started = time.perf_counter()
-    meter = ConfusionMeter(num_labels, ignore_index=IGNORE_INDEX)
     rows, image_counts = [], []
     for index in tqdm(range(len(dataset)), desc="evaluate", unit="image", disable=None if progress else True):
         image, target = dataset.load_pair(index)
         pred = predictor.predict(image, threshold, flip).mask
         counts = confusion_counts(pred, target, num_labels, ignore_index=IGNORE_INDEX)
-        meter.merge(counts)
         image_counts.append(counts)
         rows.append(
             ImageScore(dataset.pairs[index][0].name, *_headline(counts, names), *_foreground_shares(pred, target))
         )
+    per_image = np.array(image_counts, dtype=np.int64).reshape(-1, num_labels, 3)
     return EvalResult(
-        counts=meter.counts,
-        image_counts=np.array(image_counts, dtype=np.int64).reshape(-1, num_labels, 3),
+        counts=per_image.sum(axis=0),
+        image_counts=per_image,
         rows=rows,
         class_names=names,
         images_dir=dataset.images_dir,
