@@ -44,6 +44,9 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_OPACITY = 0.5
+# Regions the model is less sure of on average are dropped: chosen on the validation set (README, "The shipped
+# model"); 0 shows every region the threshold lets through.
+DEFAULT_MIN_CONFIDENCE = 0.8
 MAX_FILE_SIZE = "20mb"
 # One run at a time: a forward pass already uses every core, so a second one would only slow both down.
 CONCURRENCY_LIMIT = 1
@@ -93,10 +96,11 @@ def segment_image(
     threshold: float = DEFAULT_THRESHOLD,
     opacity: float = DEFAULT_OPACITY,
     flip: bool = False,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
 ) -> Outputs:
     """Segment an image and score it against the ground truth when one is given; bad input becomes a `gr.Error`."""
     try:
-        return _outputs(segment(predictor, image, ground_truth, threshold, opacity, flip))
+        return _outputs(segment(predictor, image, ground_truth, threshold, opacity, flip, min_confidence))
     except InputError as error:
         raise gr.Error(str(error), title="Cannot use this input", print_exception=False) from error
 
@@ -108,11 +112,12 @@ def segment_new_input(
     threshold: float = DEFAULT_THRESHOLD,
     opacity: float = DEFAULT_OPACITY,
     flip: bool = False,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
 ) -> Outputs:
     """`segment_image` for a new upload; clearing the image clears the results instead of asking for an image."""
     if image is None:
         return NO_OUTPUTS
-    return segment_image(predictor, image, ground_truth, threshold, opacity, flip)
+    return segment_image(predictor, image, ground_truth, threshold, opacity, flip, min_confidence)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -179,6 +184,14 @@ def build_demo(predictor: Predictor, info: WeightsInfo, warning: str | None = No
                     label="Flip test-time augmentation (average over the four mirror images; four times the time)",
                     elem_id="flip",
                 )
+                min_confidence = gr.Slider(
+                    0.0,
+                    1.0,
+                    value=DEFAULT_MIN_CONFIDENCE,
+                    step=0.05,
+                    label="Least region confidence: drop regions whose mean probability is below it (0 keeps all)",
+                    elem_id="min-confidence",
+                )
                 run_button = gr.Button("Run", variant="primary", elem_id="run")
 
             with gr.Column(scale=2, min_width=400):
@@ -206,7 +219,7 @@ def build_demo(predictor: Predictor, info: WeightsInfo, warning: str | None = No
         with gr.Accordion("Scores as JSON (what the /segment API returns)", open=False, elem_id="json-panel"):
             scores_json = gr.JSON(label="Scores", open=True, elem_id="scores-json")
 
-        inputs = [image, ground_truth, threshold, opacity, flip]
+        inputs = [image, ground_truth, threshold, opacity, flip, min_confidence]
         outputs = [
             mask_file,
             prediction,
@@ -222,7 +235,8 @@ def build_demo(predictor: Predictor, info: WeightsInfo, warning: str | None = No
             gr.Examples(
                 # The defaults travel with each example, so a click also resets the sliders the cached result used.
                 examples=[
-                    [str(picture), str(mask), DEFAULT_THRESHOLD, DEFAULT_OPACITY, False] for picture, mask in examples
+                    [str(picture), str(mask), DEFAULT_THRESHOLD, DEFAULT_OPACITY, False, DEFAULT_MIN_CONFIDENCE]
+                    for picture, mask in examples
                 ],
                 inputs=inputs,
                 outputs=outputs,

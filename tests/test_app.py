@@ -86,7 +86,10 @@ def test_page_parts_have_ids_png_images_and_named_events(demo: gr.Blocks) -> Non
 
 
 def test_segment_with_ground_truth_returns_the_scores_of_its_mask(client: Client) -> None:
-    result = client.predict(handle_file(EXAMPLE_IMAGE), handle_file(EXAMPLE_MASK), api_name="/segment")
+    # Every region kept, as the network predicts them: the scores are checked against the mask's own.
+    result = client.predict(
+        handle_file(EXAMPLE_IMAGE), handle_file(EXAMPLE_MASK), min_confidence=0.0, api_name="/segment"
+    )
 
     truth = load_mask(EXAMPLE_MASK, num_labels=2)
     with Image.open(result[MASK]) as mask_file:
@@ -106,18 +109,22 @@ def test_segment_with_ground_truth_returns_the_scores_of_its_mask(client: Client
 
 
 def test_segment_without_ground_truth_passes_the_other_inputs(client: Client, small_image: Path) -> None:
-    result = client.predict(handle_file(small_image), None, 0.0, 0.3, True, api_name="/segment")
+    result = client.predict(handle_file(small_image), None, 0.0, 0.3, True, 0.0, api_name="/segment")
 
     assert "iou" not in result[JSON] and result[TRUTH] is None and result[ERRORS] is None
     assert result[JSON]["foreground_share"] == 1.0  # threshold 0: every pixel is foreground
-    assert result[JSON]["flip"] is True
+    assert result[JSON]["flip"] is True and result[JSON]["min_confidence"] == 0.0
+    # The same, with every region dropped: none is sure beyond probability 1.
+    unsure = client.predict(handle_file(small_image), None, 0.0, 0.3, True, 1.0, api_name="/segment")
+    assert unsure[JSON]["foreground_share"] == 0.0
     assert "Add the ground-truth mask" in result[TABLE]
     assert len(result[BEFORE_AFTER]) == 2
 
 
 def test_the_api_segments_like_unet_demo(client: Client, predictor: Predictor, tmp_path: Path) -> None:
     result = client.predict(handle_file(EXAMPLE_IMAGE), None, api_name="/segment")
-    direct = segment(predictor, EXAMPLE_IMAGE, downloads=tmp_path)
+    direct = segment(predictor, EXAMPLE_IMAGE, min_confidence=app.DEFAULT_MIN_CONFIDENCE, downloads=tmp_path)
+    assert result[JSON]["min_confidence"] == app.DEFAULT_MIN_CONFIDENCE
     with Image.open(result[MASK]) as mask_file:
         np.testing.assert_array_equal(np.asarray(mask_file), direct.mask)
 
@@ -195,7 +202,8 @@ def test_cli_serves_the_given_weights_and_says_when_share_fails(
         wait_until_up(url, process, log)
         result = Client(url, verbose=False).predict(handle_file(EXAMPLE_IMAGE), None, api_name="/segment")
         with Image.open(result[MASK]) as mask_file:
-            np.testing.assert_array_equal(np.asarray(mask_file), segment(predictor, EXAMPLE_IMAGE).mask)
+            direct = segment(predictor, EXAMPLE_IMAGE, min_confidence=app.DEFAULT_MIN_CONFIDENCE)
+            np.testing.assert_array_equal(np.asarray(mask_file), direct.mask)
 
         deadline = time.monotonic() + 30  # the share attempt ends after the server answers
         while not re.search("No public link was created|Running on public URL", log.read_text()):

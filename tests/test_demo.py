@@ -143,6 +143,17 @@ def test_a_gradio_file_payload_reads_like_its_path(predictor: Predictor, tmp_pat
     assert from_payload.scores["flip"] is True
 
 
+def test_min_confidence_reaches_the_prediction_and_the_scores(predictor: Predictor, tmp_path: Path) -> None:
+    image = photo()
+    everything = segment(predictor, image, threshold=0.0, downloads=tmp_path)  # one region: the whole image
+    mean = everything.scores["foreground_share"] == 1.0 and float(predictor.predict(image).probabilities[1].mean())
+    assert mean and 0 < mean < 1
+    kept = segment(predictor, image, threshold=0.0, min_confidence=mean - 0.01, downloads=tmp_path)
+    dropped = segment(predictor, image, threshold=0.0, min_confidence=mean + 0.01, downloads=tmp_path)
+    assert kept.scores["foreground_share"] == 1.0 and kept.scores["min_confidence"] == pytest.approx(mean - 0.01)
+    assert dropped.scores["foreground_share"] == 0.0 and not dropped.mask.any()
+
+
 def _text_file(tmp_path: Path) -> Path:
     path = tmp_path / "notes.png"
     path.write_text("not an image")
@@ -165,6 +176,10 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], tuple[Any, Any, dict]], str]] = {
     "payload without a path": (lambda tmp: ({"url": "x"}, None, {}), "gradio_client.handle_file"),
     "threshold": (lambda tmp: (photo(), None, {"threshold": 1.5}), "threshold must lie between 0 and 1, got 1.5"),
     "opacity": (lambda tmp: (photo(), None, {"opacity": -0.1}), "opacity must lie between 0 and 1"),
+    "region confidence": (
+        lambda tmp: (photo(), None, {"min_confidence": 2.0}),
+        "least region confidence must lie between 0 and 1, got 2.0",
+    ),
     "truth of another size": (
         lambda tmp: (photo(), save(truth_mask(20, 10), tmp / "small.png"), {}),
         f"the mask is 20x10 pixels but the image is {WIDTH}x{HEIGHT}",

@@ -159,7 +159,8 @@ def test_cli_end_to_end(data: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert re.search(r"foreground\s+0\.1303\s+0\.2306", printed)  # 172/1320 and 344/1492
     report = json.loads((out / "eval.json").read_text())
     assert list(report) == [
-        "dataset", "images", "masks", "num_images", "threshold", "flip", "max_side", "weights", "class_names",
+        "dataset", "images", "masks", "num_images", "threshold", "flip", "min_confidence", "max_side", "weights",
+        "class_names",
         "iou", "dice", "headline", "date", "seconds",
     ]  # fmt: skip
     assert report["dataset"] == "data"  # the images folder's parent
@@ -187,6 +188,21 @@ def test_cli_end_to_end(data: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     with Image.open(out / "cases.png") as picture:
         assert picture.width == max(row.width for row in [*expected_rows, legend]) + 2 * 4
         assert picture.height == sum(row.height for row in expected_rows) + legend.height + 4 * 6
+
+
+def test_cli_min_confidence_drops_unsure_regions_and_is_recorded(data: Path, tmp_path: Path) -> None:
+    weights = tmp_path / "checkpoint"
+    constant_model(1.0).save_pretrained(weights)  # every pixel foreground with probability sigmoid(1) = 0.731
+    images, masks = data / "images", data / "masks"
+    for value, foreground_iou in (("0.7", 172 / 1320), ("0.75", 0.0)):
+        out = tmp_path / f"out{value}"
+        argv = ["--weights", str(weights), "--images", str(images), "--masks", str(masks), "--out", str(out)]
+        main([*argv, "--min-confidence", value])
+        report = json.loads((out / "eval.json").read_text())
+        assert report["min_confidence"] == float(value)
+        assert report["iou"]["per_class"]["foreground"] == pytest.approx(foreground_iou)
+    with pytest.raises(SystemExit, match=r"error: min_confidence must lie in \[0, 1\], got 2.0"):
+        main([*argv, "--min-confidence", "2"])
 
 
 def test_cases_picture_shows_nothing_when_no_image_is_scored(data: Path) -> None:

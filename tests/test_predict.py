@@ -128,9 +128,26 @@ def test_threshold_decides_binary_masks(images: dict[str, Path], tmp_path: Path)
     assert shares["0"] == 1.0 and shares["1"] < 0.01 and 0.05 < shares["0.5"] < 0.95
 
 
+def test_min_confidence_drops_the_regions_the_model_is_unsure_of(images: dict[str, Path], tmp_path: Path) -> None:
+    # Every logit 1.0: one region, the whole image, of foreground probability sigmoid(1) = 0.731.
+    model = UNet(base_width=4, depth=2)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()
+        model.head.bias.fill_(1.0)
+    model.save_pretrained(tmp_path / "weights")
+    shares = {}
+    for value in ("0", "0.7", "0.75"):
+        out = tmp_path / f"out{value}"
+        assert run(["--weights", tmp_path / "weights", images["odd.png"], "--out", out, "--min-confidence", value]) == 0
+        shares[value] = np.asarray(Image.open(out / "odd.png")).mean()
+    assert shares == {"0": 1.0, "0.7": 1.0, "0.75": 0.0}
+
+
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
+        ("--min-confidence", "1.5", "--min-confidence is a probability: give a value from 0 to 1, not 1.5"),
         ("--threshold", "-0.1", "--threshold is a probability: give a value from 0 to 1, not -0.1"),
         ("--threshold", "1.5", "--threshold is a probability: give a value from 0 to 1, not 1.5"),
         ("--threshold", "nan", "--threshold is a probability: give a value from 0 to 1, not nan"),

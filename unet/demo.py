@@ -216,6 +216,7 @@ def segment(
     threshold: float = 0.5,
     opacity: float = 0.5,
     flip: bool = False,
+    min_confidence: float = 0.0,
     *,
     downloads: str | Path | None = None,
     max_pixels: int = MAX_PIXELS,
@@ -229,6 +230,7 @@ def segment(
         threshold: Foreground probability from which a pixel is foreground (binary models only).
         opacity: Opacity of the mask colours in the overlays, 0 to 1.
         flip: Average over the image's four mirror images (test-time augmentation, four times the time).
+        min_confidence: Drop predicted regions whose mean probability of their class is below it; 0 keeps all.
         downloads: Folder for the mask and overlay PNGs (a new folder per run inside it); default a folder in the
             system's temporary directory. Run folders older than an hour are deleted.
         max_pixels: Larger images are refused.
@@ -241,11 +243,13 @@ def segment(
         raise InputError(f"The threshold must lie between 0 and 1, got {threshold}.")
     if not 0.0 <= opacity <= 1.0:
         raise InputError(f"The opacity must lie between 0 and 1, got {opacity}.")
+    if not 0.0 <= min_confidence <= 1.0:
+        raise InputError(f"The least region confidence must lie between 0 and 1, got {min_confidence}.")
     picture = read_image(image, max_pixels)
     model = predictor.model
     truth = read_ground_truth(ground_truth, picture.size, model.num_labels)
 
-    prediction = predictor.predict(picture, threshold=threshold, flip=flip)
+    prediction = predictor.predict(picture, threshold=threshold, flip=flip, min_confidence=min_confidence)
     full_overlay = overlay(picture, prediction.mask, alpha=opacity)
     shown = resize_for_model(picture, DISPLAY_MAX_SIDE)
     scores: dict[str, Any] = {}
@@ -269,6 +273,7 @@ def segment(
         image_size=[picture.width, picture.height],
         threshold=threshold if model.is_binary else None,
         flip=flip,
+        min_confidence=min_confidence,
         seconds=prediction.seconds,
         total_seconds=time.perf_counter() - started,
     )

@@ -35,6 +35,7 @@ from tqdm import tqdm
 from unet.datasets import PairedFolder
 from unet.hub import WeightsError, add_weights_argument, load_model, resolve_weights
 from unet.metrics import confusion_counts, dice_from_counts, iou_from_counts, summary
+from unet.postprocess import add_min_confidence_argument
 from unet.predict import DEFAULT_MAX_SIDE, Predictor
 from unet.preprocessing import IGNORE_INDEX
 from unet.visualize import error_map, legend_image, overlay, side_by_side
@@ -67,6 +68,7 @@ class EvalResult:
     flip: bool
     max_side: int | None
     seconds: float
+    min_confidence: float = 0.0
 
     def scores(self) -> dict[str, Any]:
         """The pooled scores as `metrics.summary` gives them: per class, mean and headline, NaN as None."""
@@ -94,6 +96,7 @@ def evaluate(
     flip: bool = False,
     class_names: Sequence[str] | None = None,
     progress: bool = False,
+    min_confidence: float = 0.0,
 ) -> EvalResult:
     """Predict every pair of `dataset` and score it, pooled over the data set and image by image.
 
@@ -104,6 +107,7 @@ def evaluate(
         flip: Average each prediction over the image's four mirror images (`Predictor.probabilities`).
         class_names: One name a class of the model; the model's own `class_names` when None.
         progress: Show a progress bar on a terminal.
+        min_confidence: Drop predicted regions the model is less sure of on average (`drop_unsure_regions`).
 
     Raises:
         MaskError: A mask holds values that are not the model's classes (the message names the file).
@@ -121,7 +125,7 @@ def evaluate(
     rows, image_counts = [], []
     for index in tqdm(range(len(dataset)), desc="evaluate", unit="image", disable=None if progress else True):
         image, target = dataset.load_pair(index)
-        pred = predictor.predict(image, threshold, flip).mask
+        pred = predictor.predict(image, threshold, flip, min_confidence).mask
         counts = confusion_counts(pred, target, num_labels, ignore_index=IGNORE_INDEX)
         image_counts.append(counts)
         rows.append(
@@ -139,6 +143,7 @@ def evaluate(
         flip=flip,
         max_side=predictor.max_side,
         seconds=time.perf_counter() - started,
+        min_confidence=min_confidence,
     )
 
 
@@ -189,6 +194,7 @@ def report(
         "num_images": len(result.rows),
         "threshold": result.threshold,
         "flip": result.flip,
+        "min_confidence": result.min_confidence,
         "max_side": result.max_side,
         "weights": weights,
         "class_names": result.class_names,
@@ -253,7 +259,7 @@ def cases_picture(
 ) -> Image.Image | None:
     """Draw the error map's legend, then the best and worst images as rows of image | prediction | truth | errors.
 
-    The chosen images are predicted again with the result's threshold and flip (cheaper than keeping every mask).
+    The chosen images are predicted again with the result's settings (cheaper than keeping every mask).
 
     Args:
         predictor: The predictor `result` came from.
@@ -273,7 +279,7 @@ def cases_picture(
     rows = []
     for rank, index in ranks:
         image, target = dataset.load_pair(index)
-        pred = predictor.predict(image, result.threshold, result.flip).mask
+        pred = predictor.predict(image, result.threshold, result.flip, result.min_confidence).mask
         score = result.rows[index]
         panels = [image, overlay(image, pred), overlay(image, target), error_map(pred, target, image)]
         titles = [f"{rank}: {score.image}", f"prediction, IoU {score.iou:.3f}", "ground truth", "errors"]
@@ -320,6 +326,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--flip", action="store_true", help="average over the image's four mirror images (four times the time)"
     )
+    add_min_confidence_argument(parser)
     parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, help="shrink larger images to this side")
     parser.add_argument("--class-names", help="comma-separated, background first (default: the model's config)")
     parser.add_argument("--dataset", help="name in eval.json (default: the images folder's parent folder)")
@@ -339,7 +346,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         dataset = PairedFolder(images_dir=args.images, masks_dir=args.masks, num_labels=model.num_labels)
         predictor = Predictor(model, args.max_side)
         groups = read_groups(args.groups) if args.groups else None
-        result = evaluate(predictor, dataset, args.threshold, args.flip, class_names, progress=True)
+        result = evaluate(
+            predictor,
+            dataset,
+            args.threshold,
+            args.flip,
+            class_names,
+            progress=True,
+            min_confidence=args.min_confidence,
+        )
         per_group = group_scores(result, groups) if groups is not None else None
     # MaskError and ImageError (both ValueErrors) name the file; the folder errors say what layout is expected.
     except (WeightsError, FileNotFoundError, ValueError) as error:

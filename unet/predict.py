@@ -21,6 +21,7 @@ from PIL import Image
 
 from unet.hub import WeightsError, add_weights_argument, load_model, resolve_weights
 from unet.model import UNet
+from unet.postprocess import add_min_confidence_argument, drop_unsure_regions
 from unet.preprocessing import (
     ImageError,
     image_to_tensor,
@@ -81,19 +82,25 @@ class Predictor:
             logits = torch.stack([logits[i].flip(dims) for i, dims in enumerate(MIRRORS)]).mean(0, keepdim=True)
         return logits_to_probabilities(logits[0], (image.height, image.width))
 
-    def predict(self, image: Image.Image | str | Path, threshold: float = 0.5, flip: bool = False) -> Prediction:
+    def predict(
+        self, image: Image.Image | str | Path, threshold: float = 0.5, flip: bool = False, min_confidence: float = 0.0
+    ) -> Prediction:
         """Segment one image (a PIL image, or a path read with `load_image`).
 
         `threshold` applies to binary models: the foreground probability a pixel needs to count as foreground.
+        `min_confidence` above 0 drops the regions the model is less sure of on average (`drop_unsure_regions`).
         """
         started = time.perf_counter()
         image = image if isinstance(image, Image.Image) and image.mode == "RGB" else load_image(image)
         probabilities = self.probabilities(image, flip)
         mask = probabilities_to_mask(probabilities, threshold)
+        mask = drop_unsure_regions(mask, probabilities.numpy(), min_confidence)
         return Prediction(mask, probabilities.numpy(), time.perf_counter() - started)
 
 
-def predict_files(predictor: Predictor, paths: Sequence[Path], out: Path, threshold: float, flip: bool) -> int:
+def predict_files(
+    predictor: Predictor, paths: Sequence[Path], out: Path, threshold: float, flip: bool, min_confidence: float = 0.0
+) -> int:
     """Write mask and overlay PNGs for each path; returns how many images failed (each reported on stderr)."""
     out.mkdir(parents=True, exist_ok=True)
     failures = 0
@@ -104,7 +111,7 @@ def predict_files(predictor: Predictor, paths: Sequence[Path], out: Path, thresh
             print(f"skipped {path}: {error}", file=sys.stderr)
             failures += 1
             continue
-        prediction = predictor.predict(image, threshold, flip)
+        prediction = predictor.predict(image, threshold, flip, min_confidence)
         mask_to_image(prediction.mask).save(out / f"{path.stem}.png")
         overlay(image, prediction.mask).save(out / f"{path.stem}_overlay.png")
         print(f"{path} -> {out / path.stem}.png  ({prediction.foreground_share():.1%} foreground, "
@@ -121,10 +128,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--flip", action="store_true", help="average over the image's four mirror images (four times the time)"
     )
+    add_min_confidence_argument(parser)
     parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, help="shrink larger images to this side")
     args = parser.parse_args(argv)
-    if not 0 <= args.threshold <= 1:  # also refuses nan
-        parser.error(f"--threshold is a probability: give a value from 0 to 1, not {args.threshold}")
+    for flag, value in (("--threshold", args.threshold), ("--min-confidence", args.min_confidence)):
+        if not 0 <= value <= 1:  # also refuses nan
+            parser.error(f"{flag} is a probability: give a value from 0 to 1, not {value}")
     if args.max_side < 1:
         parser.error(f"--max-side is the longest side in pixels the model sees: give 1 or more, not {args.max_side}")
     shared = sorted(stem for stem, count in Counter(path.stem for path in args.images).items() if count > 1)
@@ -138,7 +147,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         model, _ = load_model(resolve_weights(args.weights))
     except WeightsError as error:  # a message, as evaluate and hub give, not a traceback
         sys.exit(f"error: {error}")
-    failures = predict_files(Predictor(model, args.max_side), args.images, args.out, args.threshold, args.flip)
+    predictor = Predictor(model, args.max_side)
+    failures = predict_files(predictor, args.images, args.out, args.threshold, args.flip, args.min_confidence)
     sys.exit(1 if failures else 0)
 
 
