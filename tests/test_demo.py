@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -218,6 +220,22 @@ def test_scores_markdown_marks_a_class_absent_from_both_masks() -> None:
     assert "| foreground | — | — |" in table
     assert "left out of the mean" in table
     assert "model 12 ms · in all 20 ms" in table
+
+
+def test_model_panel_gives_the_test_scores_and_their_settings(loaded: tuple[UNet, WeightsInfo], tmp_path: Path) -> None:
+    model, info = loaded
+    folder = tmp_path / "weights"
+    shutil.copytree(info.folder, folder)
+    scores = {"dataset": "composites-test", "num_images": 500, "date": "2026-11-26", "min_confidence": 0.8,
+              "iou": {"per_class": {"background": 0.97, "foreground": 0.87}, "mean": 0.92},
+              "dice": {"per_class": {"background": 0.98, "foreground": 0.93}, "mean": 0.96},
+              "headline": {"iou": 0.87, "dice": 0.93}}  # fmt: skip
+    (folder / "eval.json").write_text(json.dumps(scores))
+    panel = model_panel(model, WeightsInfo(source=str(folder), folder=folder))
+    expected = "IoU **0.8700**, Dice **0.9300** on `composites-test` (500 images, regions of mean probability below 0.8"
+    assert expected in panel
+    (folder / "eval.json").write_text(json.dumps({**scores, "min_confidence": 0.0}))
+    assert "(500 images), evaluated" in model_panel(model, WeightsInfo(source=str(folder), folder=folder))
 
 
 def test_model_panel_shows_the_fallback_warning_first(loaded: tuple[UNet, WeightsInfo]) -> None:

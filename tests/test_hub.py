@@ -390,6 +390,13 @@ def test_card_says_whether_the_scores_used_test_time_augmentation(checkpoints):
     assert "with flip test-time augmentation (the four mirror images averaged: `--flip`)" in flipped
 
 
+def test_card_says_whether_unsure_regions_were_dropped(checkpoints):
+    kept = hub.build_model_card(checkpoints["main"], EVAL)  # written before the setting existed: none dropped
+    dropped = hub.build_model_card(checkpoints["main"], {**EVAL, "min_confidence": 0.8})
+    assert "every predicted region kept" in kept and "--min-confidence" not in kept
+    assert "predicted regions of mean probability below 0.8 dropped (`--min-confidence 0.8`)" in dropped
+
+
 def test_notes_flag_puts_the_markdown_in_the_card_before_the_training_section(trained_folder, tmp_path):
     notes = tmp_path / "notes.md"
     notes.write_text("## Training data\n\nClip art pasted on photographs.\n")

@@ -365,8 +365,10 @@ def _eval_section(info: WeightsInfo, card: ModelCard | None) -> str:
             rows.append(f"| {name} | {_cell(iou)} | {_cell(scores['dice'].get('per_class', {}).get(name))} |")
         rows.append(f"| **mean** | {_cell(scores['iou'].get('mean'))} | {_cell(scores['dice'].get('mean'))} |")
         headline = scores.get("headline", {})
+        dropped = scores.get("min_confidence") or 0
+        regions = f", regions of mean probability below {dropped} dropped" if dropped > 0 else ""
         where = (
-            f"on `{scores.get('dataset', '?')}` ({scores.get('num_images', '?')} images), "
+            f"on `{scores.get('dataset', '?')}` ({scores.get('num_images', '?')} images{regions}), "
             f"evaluated {scores.get('date', '?')} (eval.json)"
         )
         return (

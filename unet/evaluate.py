@@ -66,9 +66,9 @@ class EvalResult:
     masks_dir: Path
     threshold: float
     flip: bool
+    min_confidence: float
     max_side: int | None
     seconds: float
-    min_confidence: float = 0.0
 
     def scores(self) -> dict[str, Any]:
         """The pooled scores as `metrics.summary` gives them: per class, mean and headline, NaN as None."""
@@ -141,9 +141,9 @@ def evaluate(
         masks_dir=dataset.masks_dir,
         threshold=threshold,
         flip=flip,
+        min_confidence=min_confidence,
         max_side=predictor.max_side,
         seconds=time.perf_counter() - started,
-        min_confidence=min_confidence,
     )
 
 

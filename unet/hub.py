@@ -720,9 +720,15 @@ def _evaluation_section(scores: dict | None) -> str:
         if scores.get("flip")
         else "without test-time augmentation"
     )
+    min_confidence = scores.get("min_confidence") or 0
+    regions = (
+        f"predicted regions of mean probability below {min_confidence} dropped (`--min-confidence {min_confidence}`)"
+        if min_confidence > 0
+        else "every predicted region kept"
+    )
     header = (
         f"## Evaluation\n\nOn `{scores['dataset']}` ({scores.get('num_images', '?')} images, "
-        f"`{scores.get('images', '?')}`), threshold {scores.get('threshold', '?')}, {augmentation}, "
+        f"`{scores.get('images', '?')}`), threshold {scores.get('threshold', '?')}, {augmentation}, {regions}, "
         f"evaluated {scores.get('date', '?')} by the evaluate CLI (`eval.json`):"
     )
     rows = ["| class | IoU | Dice |", "|---|---|---|"]
