@@ -2,12 +2,12 @@
 
 A pixel threshold judges every pixel alone. Many of a segmentation model's false positives, though, are whole
 regions it is only half sure of: a patch of paving, a shadow, a textured wall that looks a little like an object.
-Their pixels sit just above the threshold, while the pixels of a real object are mostly far above it. So
+Their pixels often lie not far above the threshold, while most pixels of a real object lie far above it. So
 `drop_unsure_regions` takes each connected region of a class and asks how sure the model is of it on average; a
 region whose mean probability of its class falls below `min_confidence` goes back to background.
 
-On the composite validation set this removed mostly such false positives (README, "What would improve the model",
-tells how the shipped setting was chosen). It can also remove a real object the model barely found, so it is a
+On the composite validation set this removed mostly such false positives (README, "The shipped model", tells how
+the demo's setting was chosen). It can also remove a real object the model barely found, so it is a
 setting (`--min-confidence`, the demo's slider) and 0 turns it off.
 """
 
