@@ -14,9 +14,19 @@ import torch
 from PIL import Image
 
 from unet.datasets import PairedFolder
-from unet.evaluate import ImageScore, cases_picture, evaluate, group_scores, main, pick_cases, write_report
+from unet.evaluate import (
+    ImageScore,
+    cases_picture,
+    error_kinds,
+    evaluate,
+    group_scores,
+    main,
+    pick_cases,
+    write_report,
+)
 from unet.model import UNet
 from unet.predict import Predictor
+from unet.preprocessing import IGNORE_INDEX
 from unet.visualize import legend_image, side_by_side
 
 # name: (width, height, foreground box (left, top, right, bottom), ignored rows (top, bottom) or None)
@@ -141,6 +151,20 @@ def test_random_model_matches_an_independent_count(data: Path) -> None:
     assert result.scores()["iou"]["per_class"]["cat"] == pytest.approx(tp[1] / (tp[1] + fp[1] + fn[1]))
 
 
+def test_error_kinds_counted_by_hand() -> None:
+    target, pred = np.zeros((20, 20), dtype=np.uint8), np.zeros((20, 20), dtype=np.uint8)
+    target[2:6, 2:6] = 1
+    pred[2:6, 3:7] = 1  # one column off: 4 missed and 4 false pixels, all beside the outline
+    target[10:17, 10:17] = 1  # a 7x7 object missed: its 3x3 core lies farther than 2 px from its outline
+    pred[17:20, 0:3] = 1  # a 3x3 false object far from every true one
+    np.testing.assert_array_equal(error_kinds(pred, target), [8 + 40, 9, 9, 0])
+    pred[10:17, 10:17] = 2  # now found, as the wrong class
+    np.testing.assert_array_equal(error_kinds(pred, target), [8 + 40, 9, 0, 9])
+    np.testing.assert_array_equal(error_kinds(target, target), [0, 0, 0, 0])
+    target[17:20, 0:3] = IGNORE_INDEX  # ignored pixels are never counted
+    np.testing.assert_array_equal(error_kinds(pred, target), [8 + 40, 0, 0, 9])
+
+
 def test_pick_cases_ranks_by_iou_and_skips_nan() -> None:
     ious = [0.5, math.nan, 0.9, 0.1, 0.7, 0.3, 0.2, 0.8]
     rows = [ImageScore(f"{i}.png", iou, iou, 0.5, 0.5) for i, iou in enumerate(ious)]
@@ -161,7 +185,7 @@ def test_cli_end_to_end(data: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert list(report) == [
         "dataset", "images", "masks", "num_images", "threshold", "flip", "min_confidence", "max_side", "weights",
         "class_names",
-        "iou", "dice", "headline", "date", "seconds",
+        "iou", "dice", "headline", "errors", "date", "seconds",
     ]  # fmt: skip
     assert report["dataset"] == "data"  # the images folder's parent
     assert (report["images"], report["masks"], report["weights"]) == (str(images), str(masks), str(weights))
@@ -172,6 +196,13 @@ def test_cli_end_to_end(data: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert report["dice"]["per_class"]["foreground"] == pytest.approx(344 / 1492)
     assert report["headline"] == {"iou": pytest.approx(172 / 1320), "dice": pytest.approx(344 / 1492)}
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", report["date"]) and report["seconds"] >= 0
+    # Every labelled background pixel is wrong (1320 - 172). Within 2 px of a true outline: a box's 2-px ring inside the
+    # image (a: 14x10 - 60 = 80, b: 12x16 - 96 = 96, c: 6x6 - 16 = 20) and c's two rows above its ignored rows (32).
+    shares = {"near_outline": pytest.approx(228 / 1148), "false_object": pytest.approx(920 / 1148)}
+    assert report["errors"] == {"wrong_pixels": 1148, "outline_px": 2, **shares, "missed": 0.0, "wrong_class": 0.0}
+    assert "wrong pixels: 1148, 19.9% within 2 px of a true outline; farther: 80.1% false objects, 0.0% missed" in (
+        printed
+    )
 
     with open(out / "per_image.csv", newline="") as file:
         rows = list(csv.reader(file))

@@ -5,7 +5,9 @@ image's own size. The confusion counts of all images are pooled into data-set-le
 their mean (`unet.metrics`); every image is also scored on its own. The scores are printed, and `--out DIR`
 receives:
 
-- `eval.json`: the settings, the pooled scores (`metrics.summary`), the date and the time taken;
+- `eval.json`: the settings, the pooled scores (`metrics.summary`), how the wrong pixels divide into kinds (within
+  2 px of a true outline, or farther: false objects, missed objects, wrong class; `error_kinds`), the date and the
+  time taken;
 - `per_image.csv`: image, iou, dice, foreground_share_true, foreground_share_pred (the headline class: the
   foreground of a binary model, the mean over classes otherwise; an empty cell where the score is undefined);
   with `--groups CSV` (columns image, group; a composite set's `photos.csv` names each picture's photograph),
@@ -29,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
@@ -41,6 +45,8 @@ from unet.preprocessing import IGNORE_INDEX
 from unet.visualize import error_map, legend_image, overlay, side_by_side
 
 CSV_COLUMNS = ("image", "iou", "dice", "foreground_share_true", "foreground_share_pred")
+OUTLINE_PX = 2  # a wrong pixel this close to a change of true class is an outline error
+ERROR_KINDS = ("near_outline", "false_object", "missed", "wrong_class")
 
 
 @dataclass(frozen=True)
@@ -69,10 +75,40 @@ class EvalResult:
     min_confidence: float
     max_side: int | None
     seconds: float
+    error_counts: np.ndarray  # (4,) int64: wrong pixels of the whole data set by kind, as `error_kinds` counts them
 
     def scores(self) -> dict[str, Any]:
         """The pooled scores as `metrics.summary` gives them: per class, mean and headline, NaN as None."""
         return summary(iou_from_counts(self.counts), dice_from_counts(self.counts), self.class_names)
+
+    def errors(self) -> dict[str, Any]:
+        """How many pixels are wrong, and the share of each kind (`error_kinds`); the shares are None if none is."""
+        total = int(self.error_counts.sum())
+        counts = zip(ERROR_KINDS, self.error_counts, strict=True)
+        shares = {kind: float(count / total) if total else None for kind, count in counts}
+        return {"wrong_pixels": total, "outline_px": OUTLINE_PX, **shares}
+
+
+def error_kinds(pred: np.ndarray, target: np.ndarray, outline_px: int = OUTLINE_PX) -> np.ndarray:
+    """Count an image's wrong pixels by kind, in the order of ERROR_KINDS.
+
+    near_outline: within `outline_px` pixels (a square window) of a pixel of another true class, where masks of the
+    same object differ by a pixel or two; the others lie farther from every true outline: false_object, background
+    marked as a class; missed, a class marked as background; wrong_class, one class marked as another. Ignored
+    pixels (IGNORE_INDEX) are never counted, but pixels near them count as near an outline.
+    """
+    labelled = target != IGNORE_INDEX
+    wrong = labelled & (pred != target)
+    classes = torch.from_numpy(target.astype(np.float32))[None, None]
+    window = 2 * outline_px + 1
+    highest = F.max_pool2d(classes, window, stride=1, padding=outline_px)
+    lowest = -F.max_pool2d(-classes, window, stride=1, padding=outline_px)
+    near = (highest != lowest)[0, 0].numpy()
+    away = wrong & ~near
+    return np.array(
+        [(wrong & near).sum(), (away & (target == 0)).sum(), (away & (pred == 0)).sum(),
+         (away & (target != 0) & (pred != 0)).sum()], dtype=np.int64,
+    )  # fmt: skip
 
 
 def _headline(counts: np.ndarray, class_names: list[str]) -> tuple[float, float]:
@@ -122,12 +158,13 @@ def evaluate(
             "give one name a class, background first"
         )
     started = time.perf_counter()
-    rows, image_counts = [], []
+    rows, image_counts, errors = [], [], np.zeros(len(ERROR_KINDS), dtype=np.int64)
     for index in tqdm(range(len(dataset)), desc="evaluate", unit="image", disable=None if progress else True):
         image, target = dataset.load_pair(index)
         pred = predictor.predict(image, threshold, flip, min_confidence).mask
         counts = confusion_counts(pred, target, num_labels, ignore_index=IGNORE_INDEX)
         image_counts.append(counts)
+        errors += error_kinds(pred, target)
         rows.append(
             ImageScore(dataset.pairs[index][0].name, *_headline(counts, names), *_foreground_shares(pred, target))
         )
@@ -144,6 +181,7 @@ def evaluate(
         min_confidence=min_confidence,
         max_side=predictor.max_side,
         seconds=time.perf_counter() - started,
+        error_counts=errors,
     )
 
 
@@ -199,6 +237,7 @@ def report(
         "weights": weights,
         "class_names": result.class_names,
         **result.scores(),
+        "errors": result.errors(),
         "date": datetime.date.today().isoformat(),
         "seconds": round(result.seconds, 3),
     }
@@ -307,6 +346,13 @@ def format_table(result: EvalResult, groups: dict[str, dict[str, Any]] | None = 
         f"headline ({which}): IoU {number(scores['headline']['iou']).strip()}, "
         f"Dice {number(scores['headline']['dice']).strip()}"
     )
+    errors = result.errors()
+    if errors["wrong_pixels"]:
+        lines.append(
+            f"wrong pixels: {errors['wrong_pixels']}, {errors['near_outline']:.1%} within {OUTLINE_PX} px of a true "
+            f"outline; farther: {errors['false_object']:.1%} false objects, {errors['missed']:.1%} missed, "
+            f"{errors['wrong_class']:.1%} wrong class"
+        )
     for name, group in (groups or {}).items():
         lines.append(
             f"  {name}: {group['num_images']} images, IoU {number(group['iou']).strip()}, "
