@@ -147,9 +147,10 @@ def test_a_gradio_file_payload_reads_like_its_path(predictor: Predictor, tmp_pat
 
 def test_min_confidence_reaches_the_prediction_and_the_scores(predictor: Predictor, tmp_path: Path) -> None:
     image = photo()
-    everything = segment(predictor, image, threshold=0.0, downloads=tmp_path)  # one region: the whole image
-    mean = everything.scores["foreground_share"] == 1.0 and float(predictor.predict(image).probabilities[1].mean())
-    assert mean and 0 < mean < 1
+    everything = segment(predictor, image, threshold=0.0, downloads=tmp_path)
+    assert everything.scores["foreground_share"] == 1.0  # one region: the whole image
+    mean = float(predictor.predict(image).probabilities[1].mean())  # how sure the model is of it
+    assert 0 < mean < 1
     kept = segment(predictor, image, threshold=0.0, min_confidence=mean - 0.01, downloads=tmp_path)
     dropped = segment(predictor, image, threshold=0.0, min_confidence=mean + 0.01, downloads=tmp_path)
     assert kept.scores["foreground_share"] == 1.0 and kept.scores["min_confidence"] == pytest.approx(mean - 0.01)

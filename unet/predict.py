@@ -94,8 +94,9 @@ class Predictor:
         image = image if isinstance(image, Image.Image) and image.mode == "RGB" else load_image(image)
         probabilities = self.probabilities(image, flip)
         mask = probabilities_to_mask(probabilities, threshold)
-        mask = drop_unsure_regions(mask, probabilities.numpy(), min_confidence)
-        return Prediction(mask, probabilities.numpy(), time.perf_counter() - started)
+        probabilities = probabilities.numpy()
+        mask = drop_unsure_regions(mask, probabilities, min_confidence)
+        return Prediction(mask, probabilities, time.perf_counter() - started)
 
 
 def predict_files(
