@@ -208,6 +208,42 @@ def test_cross_set_puts_one_splits_cutouts_on_anothers_photos(
     assert json.loads((out / "manifest.json").read_text()) == manifest  # the built set itself is left alone
 
 
+def test_cross_set_on_the_wallpapers_of_a_set_that_does_not_train_on_them(
+    sources: tuple[Path, Path],
+    built: tuple[Path, dict],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out, manifest = built
+    out = Path(shutil.copytree(out, tmp_path / "set"))  # the shared built set stays as it is
+    wallpapers = [tmp_path / "Lake.jpg", tmp_path / "Meadow.jpg"]
+    for path, value in zip(wallpapers, (70, 180), strict=True):
+        Image.new("RGB", (2400, 1600), (value, value, value)).save(path)
+    monkeypatch.setattr(unet.composites, "find_wallpapers", lambda: wallpapers)
+    drawn_from = recording_sources(monkeypatch)
+    main(["--out", str(out), "--cross", "test:wallpapers", "--test", "6"])
+    folder = out / "test-cutouts-on-wallpapers-photos"
+    assert f"wrote 6 composites to {folder}" in capsys.readouterr().out
+
+    prepared = sorted((out / "backgrounds" / "wallpapers").iterdir())
+    assert [path.name for path in prepared] == ["wallpaper--Lake.jpg", "wallpaper--Meadow.jpg"]
+    assert all(max(Image.open(path).size) == 1024 for path in prepared)  # as large as any prepared photo
+    walls = [Image.open(path).convert("RGB").tobytes() for path in prepared]
+    assert drawn_from == [(walls, source_pixels(out, manifest, "cutouts", "test"))] * 6
+    with open(folder / "photos.csv", newline="") as file:
+        groups = {row["group"] for row in csv.DictReader(file)}
+    assert groups <= {"wallpaper--Lake.jpg", "wallpaper--Meadow.jpg"} and groups
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+
+    trained_on_them = tmp_path / "with"
+    build(trained_on_them, *sources, seed=0, counts=COUNTS, workers=1, train_photos=wallpapers[:1])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--out", str(trained_on_them), "--cross", "test:wallpapers"])
+    assert "trains on 1 wallpapers" in str(exit_info.value.code)
+    assert not (trained_on_them / "test-cutouts-on-wallpapers-photos").exists()
+
+
 def test_lossless_set_is_the_same_composites_as_png(
     built: tuple[Path, dict], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -259,7 +295,7 @@ def test_lossless_on_a_folder_never_built_says_so(tmp_path: Path) -> None:
         main(["--out", str(tmp_path), "--lossless", "test"])
 
 
-@pytest.mark.parametrize("value", ["test", "test:test", "test:nope", "a:b:c"])
+@pytest.mark.parametrize("value", ["test", "test:test", "test:nope", "wallpapers:test", "a:b:c"])
 def test_cross_refuses_what_is_not_two_splits(value: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["--out", "unused", "--cross", value])

@@ -19,11 +19,12 @@ writes the prepared cut-outs and backgrounds of every split, plus fixed `val/` a
 and `masks/` (PNG, 0 = background, 1 = foreground), with `photos.csv` naming each composite's photograph. Training
 composes new train images on the fly (`CompositeDataset`), so it never sees the same picture twice; a share of them
 can be drawn on generated backgrounds instead (`CompositeRecipe.generated_backgrounds`, `--generated-backgrounds` in
-training), or on photo crops turned and recoloured (`--varied-backgrounds`). A built set
-can also get a diagnostic set of one split's cut-outs on another split's photos (`--cross test:train`: unseen
-objects on known photographs), a fixed sample of the training pictures (`--train-sample`: how well a model fits what
-it learns from), and a lossless twin of any fixed set (`--lossless test`: the same composites as PNG, to measure what
-JPEG compression costs).
+training), or on photo crops turned and recoloured (`--varied-backgrounds`). A built set can also get a diagnostic
+set of one split's cut-outs on another split's photos (`--cross test:train`: unseen objects on known photographs) or
+on the wallpapers, when it does not train on them (`--cross test:wallpapers`: unseen objects on 36 scenes no split
+has), a fixed sample of the training pictures (`--train-sample`: how well a model fits what it learns from), and a
+lossless twin of any fixed set (`--lossless test`: the same composites as PNG, to measure what JPEG compression
+costs).
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ log = logging.getLogger(__name__)
 
 CLIPART_ROOT = Path("/usr/share/openclipart/png")
 SPLITS = ("train", "val", "test")
+# The photographs a diagnostic set can take its backgrounds from: a split's, or the wallpapers of a set that does not
+# train on them (photographs of scenes no split has: `python -m unet.composites --cross test:wallpapers`).
+PHOTO_SOURCES = (*SPLITS, "wallpapers")
 SPLIT_FRACTIONS = {"val": 0.1, "test": 0.15}  # the rest is train
 
 # mvtb-data also ships test patterns, drawings and tiny crops: not photographs, so not backgrounds.
@@ -488,7 +492,8 @@ def write_fixed_split(
 
     `photos` takes the backgrounds from another split instead, into out/SPLIT-cutouts-on-PHOTOS-photos: `test`
     cut-outs on `train` photos, scored against `test` itself, tell how much of a model's error comes from
-    photographs it has never seen. `lossless` writes the very same composites as `split`, but as PNG, into
+    photographs it has never seen; on `wallpapers` (`prepare_unseen_wallpapers`), how it does on many more scenes
+    than the test split's. `lossless` writes the very same composites as `split`, but as PNG, into
     out/SPLIT-lossless: scored against `split` itself, they tell what the JPEG compression costs a model. Split
     `train` goes to out/train-sample: training never reads it (it composes its pictures on the fly), but a model's
     score on it tells how well it fits the very pictures it learns from. `photos.csv` beside images/ and masks/
@@ -505,7 +510,7 @@ def write_fixed_split(
     images_dir, masks_dir = out / name / "images", out / name / "masks"
     images_dir.mkdir(parents=True, exist_ok=True)
     masks_dir.mkdir(parents=True, exist_ok=True)
-    stream = [1] if photos is None else [2, SPLITS.index(photos)]
+    stream = [1] if photos is None else [2, PHOTO_SOURCES.index(photos)]
     stream += [1] if name.startswith("train-sample") else []  # four numbers: never a training picture's three
     rng = np.random.default_rng([seed, SPLITS.index(split), *stream])
     recipe = CompositeRecipe()
@@ -527,6 +532,26 @@ def write_fixed_split(
     return out / name
 
 
+def prepare_unseen_wallpapers(out: Path, paths: Sequence[Path]) -> Path:
+    """Prepare the wallpaper photographs into out/backgrounds/wallpapers, for diagnostic sets; returns the folder.
+
+    Refuses a set built with --wallpapers: its models train on them, so they are no unseen photographs there.
+    """
+    manifest_path = out / "manifest.json"
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"{out} has no manifest.json: build the data set first (python -m unet.composites).")
+    training_photos = json.loads(manifest_path.read_text())["sources"]["train"]["backgrounds"]
+    trained_on = [name for name in training_photos if name.startswith("wallpaper--")]
+    if trained_on:
+        raise ValueError(f"{out} trains on {len(trained_on)} wallpapers: for its models they are no unseen photos.")
+    folder = out / "backgrounds" / "wallpapers"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for path in paths:
+        prepare_background(path).save(folder / wallpaper_name(path), quality=95)
+    return folder
+
+
 def _default_photo_root() -> Path:
     try:
         import mvtbdata
@@ -536,10 +561,12 @@ def _default_photo_root() -> Path:
 
 
 def parse_cross(text: str) -> tuple[str, str]:
-    """'test:train' -> ('test', 'train'): the split of the cut-outs, then the split of the photos."""
+    """'test:train' -> ('test', 'train'): the split of the cut-outs, then the split (or 'wallpapers') of the photos."""
     parts = tuple(text.split(":"))
-    if len(parts) != 2 or not set(parts) <= set(SPLITS) or parts[0] == parts[1]:
-        raise argparse.ArgumentTypeError(f"expected CUTOUTS:PHOTOS, two different splits of {SPLITS}; got {text!r}")
+    if len(parts) != 2 or parts[0] not in SPLITS or parts[1] not in PHOTO_SOURCES or parts[0] == parts[1]:
+        raise argparse.ArgumentTypeError(
+            f"expected CUTOUTS:PHOTOS, a split of {SPLITS} and another or 'wallpapers'; got {text!r}"
+        )
     return parts
 
 
@@ -571,7 +598,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         type=parse_cross,
         metavar="CUTOUTS:PHOTOS",
         help="only write --test composites of one split's cut-outs on another's photos into an already built --out, "
-        "e.g. test:train (see write_fixed_split)",
+        "e.g. test:train, or on the wallpapers of a set built without them, test:wallpapers (see write_fixed_split)",
     )
     parser.add_argument(
         "--lossless",
@@ -591,8 +618,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if diagnostic:
         split, count, options = diagnostic
         try:
+            if options.get("photos") == "wallpapers":
+                prepare_unseen_wallpapers(args.out, find_wallpapers())
             folder = write_fixed_split(args.out, split, count, args.seed, **options)
-        except FileNotFoundError as error:
+        except (FileNotFoundError, ValueError) as error:
             sys.exit(f"error: {error}")
         print(f"wrote {count} composites to {folder}")
         return
