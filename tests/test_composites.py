@@ -237,10 +237,10 @@ def test_cross_set_on_the_wallpapers_of_a_set_that_does_not_train_on_them(
     assert json.loads((out / "manifest.json").read_text()) == manifest
 
     trained_on_them = tmp_path / "with"
-    build(trained_on_them, *sources, seed=0, counts=COUNTS, workers=1, train_photos=wallpapers[:1])
+    build(trained_on_them, *sources, seed=0, counts=COUNTS, workers=1, wallpapers=wallpapers[:1])
     with pytest.raises(SystemExit) as exit_info:
         main(["--out", str(trained_on_them), "--cross", "test:wallpapers"])
-    assert "trains on 1 wallpapers" in str(exit_info.value.code)
+    assert "built with --wallpapers (1 of them in its splits)" in str(exit_info.value.code)
     assert not (trained_on_them / "test-cutouts-on-wallpapers-photos").exists()
 
 
@@ -337,7 +337,10 @@ def test_wallpapers_only_add_training_photos(
     assert [wallpaper_name(kde), wallpaper_name(plain)] == ["wallpaper--Lake.jpg", "wallpaper--Meadow.jpg"]
 
     target = tmp_path / "with"
-    with_walls = build(target, *sources, seed=0, counts=COUNTS, workers=1, train_photos=[kde, plain])
+    with_walls = build(
+        target, *sources, seed=0, counts=COUNTS, workers=1, wallpapers=[kde, plain], wallpaper_placement="train"
+    )
+    assert with_walls["wallpapers"] == "train" and manifest["wallpapers"] is None
     assert with_walls["sources"]["train"]["backgrounds"] == sorted(
         [*manifest["sources"]["train"]["backgrounds"], "wallpaper--Lake.jpg", "wallpaper--Meadow.jpg"]
     )
@@ -353,6 +356,52 @@ def test_wallpapers_only_add_training_photos(
     assert find_wallpapers([str(kde), str(plain)]) == [kde, plain]
     with pytest.raises(FileNotFoundError, match=r"apt-get install plasma-workspace-wallpapers.*without --wallpapers"):
         find_wallpapers([str(kde), str(tmp_path / "gone.jpg")])
+
+
+def test_wallpapers_split_like_the_other_photographs(
+    sources: tuple[Path, Path], built: tuple[Path, dict], tmp_path: Path
+) -> None:
+    _, manifest = built
+    wallpapers = []
+    for index in range(12):  # one scene each: 2 land in val, 2 in test (10% and 15% of 12, rounded up)
+        path = tmp_path / "walls" / f"Scene{index:02d}.jpg"
+        path.parent.mkdir(exist_ok=True)
+        Image.new("RGB", (120, 80), (20 * index, 100, 200 - 10 * index)).save(path)
+        wallpapers.append(path)
+    target = tmp_path / "split"
+    split = build(target, *sources, seed=0, counts={"val": 4, "test": 40}, workers=1, wallpapers=wallpapers)
+    assert split["wallpapers"] == "split"
+
+    held = {
+        name: [s for s in SPLITS if name in split["sources"][s]["backgrounds"]]
+        for name in map(wallpaper_name, wallpapers)
+    }
+    assert all(len(splits) == 1 for splits in held.values())  # each in exactly one split
+    counts = {s: sum(splits == [s] for splits in held.values()) for s in SPLITS}
+    assert counts == {"train": 8, "val": 2, "test": 2}
+    for s in SPLITS:  # the mvtb-data photographs stay where they were; the folders hold what the manifest says
+        photos = [name for name in split["sources"][s]["backgrounds"] if not name.startswith("wallpaper--")]
+        assert photos == manifest["sources"][s]["backgrounds"]
+        assert sorted(p.name for p in (target / "backgrounds" / s).iterdir()) == split["sources"][s]["backgrounds"]
+    with open(target / "test" / "photos.csv", newline="") as file:
+        drawn = {row["group"] for row in csv.DictReader(file)}
+    test_walls = {name for name, splits in held.items() if splits == ["test"]}
+    assert drawn & test_walls and drawn - test_walls  # test pictures on wallpapers and on the others
+
+    again = build(tmp_path / "again", *sources, seed=0, counts=COUNTS, workers=1, wallpapers=wallpapers)
+    assert again["sources"] == split["sources"]  # deterministic from the seed
+    other = build(tmp_path / "other", *sources, seed=3, counts=COUNTS, workers=1, wallpapers=wallpapers)
+    assert other["sources"]["test"]["backgrounds"] != split["sources"]["test"]["backgrounds"]
+    with pytest.raises(ValueError, match="placement must be one of"):
+        build(
+            tmp_path / "bad",
+            *sources,
+            seed=0,
+            counts=COUNTS,
+            workers=1,
+            wallpapers=wallpapers,
+            wallpaper_placement="val",
+        )
 
 
 def test_test_leaves_out_cutouts_whose_picture_is_in_train_or_val(sources: tuple[Path, Path], tmp_path: Path) -> None:
@@ -387,9 +436,13 @@ def test_command_line_builds_without_wallpapers_unless_asked(
     wallpaper = tmp_path / "Lake.jpg"
     Image.new("RGB", (120, 80), (90, 90, 90)).save(wallpaper)
     monkeypatch.setattr(unet.composites, "find_wallpapers", lambda: [wallpaper])
-    main([*argv, "--val", "2", "--test", "3", "--wallpapers"])
+    main([*argv, "--val", "2", "--test", "3", "--wallpapers"])  # alone: all to training, as before
     added = (tmp_path / "cli" / "backgrounds" / "train").glob("wallpaper--*")
     assert [path.name for path in added] == ["wallpaper--Lake.jpg"]
+    main([*argv, "--val", "2", "--test", "3", "--wallpapers", "split"])
+    assert json.loads((tmp_path / "cli" / "manifest.json").read_text())["wallpapers"] == "split"
+    with pytest.raises(SystemExit):
+        main([*argv, "--wallpapers", "val"])
 
     monkeypatch.setattr(unet.composites, "find_wallpapers", lambda: find_wallpapers([str(tmp_path / "gone.jpg")]))
     with pytest.raises(SystemExit) as exit_info:

@@ -4,14 +4,16 @@ No public segmentation benchmark can be downloaded on the machines this project 
 learns from composites whose masks are exact by construction:
 
 - foreground: the public-domain cut-outs of Debian's `openclipart-png` (their transparency is the mask);
-- background: the photographs of PyPI's `mvtb-data` (MIT licence), minus its synthetic test patterns; with
-  `--wallpapers`, training also gets the photographs among Debian's wallpaper packages (`WALLPAPER_PHOTOS`).
+- background: the photographs of PyPI's `mvtb-data` (MIT licence), minus its synthetic test patterns, and with
+  `--wallpapers split` the photographs among Debian's wallpaper packages (`WALLPAPER_PHOTOS`), split like the
+  others; `--wallpapers train` gives them all to training instead.
 
 Train, validation and test are disjoint by cut-out file and by background photo (near-duplicate photos such as a
 stereo pair or a sequence form one group and land in one split). openclipart files some pictures under several names
 (one per category), so test also leaves out every cut-out whose picture is among the train or val cut-outs. The
-split is deterministic from a seed. The wallpapers only ever add to the training photos, so validation and test stay
-the same with or without them.
+split is deterministic from a seed. The wallpapers are split on their own, by the same rule and seed, so the
+mvtb-data photographs of each split are the same with or without them; `--wallpapers train` leaves validation and
+test exactly as without them.
 
     python -m unet.composites --out data/composites
 
@@ -54,6 +56,8 @@ log = logging.getLogger(__name__)
 
 CLIPART_ROOT = Path("/usr/share/openclipart/png")
 SPLITS = ("train", "val", "test")
+# Where --wallpapers puts the wallpaper photographs: split across train, val and test, or all into train.
+WALLPAPER_PLACEMENTS = ("split", "train")
 # The photographs a diagnostic set can take its backgrounds from: a split's, or the wallpapers of a set that does not
 # train on them (photographs of scenes no split has: `python -m unet.composites --cross test:wallpapers`).
 PHOTO_SOURCES = (*SPLITS, "wallpapers")
@@ -68,7 +72,8 @@ NOT_PHOTOS = {
 
 # The photographs among Debian's desktop wallpapers (the rest are illustrations, too much like clip art to serve as
 # background). Licences, from each package's copyright file: GPL-2+ (plasma-workspace-wallpapers, mate-backgrounds),
-# CC BY 4.0, CC BY-SA 3.0/4.0 and CC0 (lomiri-wallpapers-*). Extra training backgrounds, with --wallpapers.
+# CC BY 4.0, CC BY-SA 3.0/4.0 and CC0 (lomiri-wallpapers-*). Each is a scene of its own: with --wallpapers split,
+# 10% go to validation and 15% to test (rounded up), like the groups of mvtb-data.
 WALLPAPER_PACKAGES = (
     "plasma-workspace-wallpapers", "mate-backgrounds", "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04",
 )  # fmt: skip
@@ -138,6 +143,16 @@ def find_wallpapers(paths: Sequence[str] = WALLPAPER_PHOTOS) -> list[Path]:
             f"{' '.join(WALLPAPER_PACKAGES)}`, or build without --wallpapers."
         )
     return [Path(p) for p in paths]
+
+
+def place_wallpapers(paths: Sequence[Path], placement: str, seed: int) -> dict[str, str]:
+    """Each wallpaper's split by its prepared name: by `split_groups` (one scene each), or all "train"."""
+    names = [wallpaper_name(path) for path in paths]
+    if placement == "train":
+        return dict.fromkeys(names, "train")
+    if placement == "split":
+        return split_groups(names, seed)
+    raise ValueError(f"wallpaper placement must be one of {WALLPAPER_PLACEMENTS}, got {placement!r}")
 
 
 def find_cutouts(root: Path = CLIPART_ROOT) -> list[Path]:
@@ -429,11 +444,13 @@ def build(
     seed: int,
     counts: dict[str, int],
     workers: int = 2,
-    train_photos: Sequence[Path] = (),
+    wallpapers: Sequence[Path] = (),
+    wallpaper_placement: str = "split",
 ) -> dict:
     """Prepare every split's sources under `out`, then write the fixed val and test sets. Returns the manifest.
 
-    `train_photos` are extra backgrounds for training only (the wallpapers); they leave val and test as they are.
+    `wallpapers` are photographs besides `photo_root`'s, placed by `place_wallpapers`: "train" leaves val and test
+    exactly as without them.
     """
     cutouts, photos = find_cutouts(clipart_root), find_backgrounds(photo_root)
     if not cutouts:
@@ -442,6 +459,7 @@ def build(
         raise FileNotFoundError(f"No photographs under {photo_root}: install them with `pip install mvtb-data`.")
     cutout_split = split_groups([str(p.relative_to(clipart_root)) for p in cutouts], seed)
     photo_split = split_groups([photo_group(p) for p in photos], seed)
+    wallpaper_split = place_wallpapers(wallpapers, wallpaper_placement, seed)
 
     jobs = []
     for path in cutouts:
@@ -452,8 +470,9 @@ def build(
         split = photo_split[photo_group(path)]
         name = str(path.relative_to(photo_root).with_suffix(".jpg")).replace("/", "--")
         jobs.append(("background", str(path), str(out / "backgrounds" / split / name)))
-    for path in train_photos:
-        jobs.append(("background", str(path), str(out / "backgrounds" / "train" / wallpaper_name(path))))
+    for path in wallpapers:
+        name = wallpaper_name(path)
+        jobs.append(("background", str(path), str(out / "backgrounds" / wallpaper_split[name] / name)))
     for kind in ("cutouts", "backgrounds"):
         shutil.rmtree(out / kind, ignore_errors=True)  # nothing left over from an earlier build with other sources
         for split in SPLITS:
@@ -466,7 +485,8 @@ def build(
     kept -= {str(out / "cutouts" / "test" / name) for name in twins}
     log.info("left %d test cut-outs out: their pictures are train or val cut-outs too", len(twins))
 
-    manifest = {"seed": seed, "sources": {}, "sizes": {}, "test_twins_left_out": twins}
+    placement = wallpaper_placement if wallpapers else None
+    manifest = {"seed": seed, "wallpapers": placement, "sources": {}, "sizes": {}, "test_twins_left_out": twins}
     for split in SPLITS:
         manifest["sources"][split] = {
             "cutouts": sorted(Path(t).name for k, _, t in jobs if k == "cutout" and t in kept and f"/{split}/" in t),
@@ -535,15 +555,18 @@ def write_fixed_split(
 def prepare_unseen_wallpapers(out: Path, paths: Sequence[Path]) -> Path:
     """Prepare the wallpaper photographs into out/backgrounds/wallpapers, for diagnostic sets; returns the folder.
 
-    Refuses a set built with --wallpapers: its models train on them, so they are no unseen photographs there.
+    Refuses a set built with --wallpapers: its splits hold them, so they are no unseen photographs there.
     """
     manifest_path = out / "manifest.json"
     if not manifest_path.is_file():
         raise FileNotFoundError(f"{out} has no manifest.json: build the data set first (python -m unet.composites).")
-    training_photos = json.loads(manifest_path.read_text())["sources"]["train"]["backgrounds"]
-    trained_on = [name for name in training_photos if name.startswith("wallpaper--")]
-    if trained_on:
-        raise ValueError(f"{out} trains on {len(trained_on)} wallpapers: for its models they are no unseen photos.")
+    sources = json.loads(manifest_path.read_text())["sources"]
+    held = [name for split in SPLITS for name in sources[split]["backgrounds"] if name.startswith("wallpaper--")]
+    if held:
+        raise ValueError(
+            f"{out} was built with --wallpapers ({len(held)} of them in its splits): they are no unseen photographs "
+            "for its models."
+        )
     folder = out / "backgrounds" / "wallpapers"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -591,7 +614,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--test", type=int, default=500, help="test composites to write")
     parser.add_argument("--workers", type=int, default=2, help="processes preparing the sources")
     parser.add_argument(
-        "--wallpapers", action="store_true", help="add Debian's wallpaper photographs to the training photos"
+        "--wallpapers",
+        nargs="?",
+        const="train",
+        choices=WALLPAPER_PLACEMENTS,
+        help="add Debian's wallpaper photographs: 'split' across train, val and test like the other photographs, or "
+        "'train' (the default when given alone) to training only",
     )
     parser.add_argument(
         "--cross",
@@ -631,7 +659,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(f"error: {error}")
     manifest = build(
         args.out, args.clipart, args.photos or _default_photo_root(), args.seed, {"val": args.val, "test": args.test},
-        args.workers, wallpapers,
+        args.workers, wallpapers, args.wallpapers or "split",
     )  # fmt: skip
     for split in SPLITS:
         sources = manifest["sources"][split]
