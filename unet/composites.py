@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 
 CLIPART_ROOT = Path("/usr/share/openclipart/png")
 SPLITS = ("train", "val", "test")
+WALLPAPER_PREFIX = "wallpaper--"  # of a prepared wallpaper's file name, so a built set tells them from the others
 # Where --wallpapers puts the wallpaper photographs: split across train, val and test, or all into train.
 WALLPAPER_PLACEMENTS = ("split", "train")
 # The photographs a diagnostic set can take its backgrounds from: a split's, or the wallpapers of a set that does not
@@ -131,7 +132,7 @@ def find_backgrounds(root: Path) -> list[Path]:
 def wallpaper_name(path: Path) -> str:
     """A wallpaper's file name among the prepared backgrounds: KDE's are named by size, so take their folder's name."""
     stem = path.parents[2].name if path.parent.name == "images" and path.parent.parent.name == "contents" else path.stem
-    return f"wallpaper--{stem}.jpg"
+    return f"{WALLPAPER_PREFIX}{stem}.jpg"
 
 
 def find_wallpapers(paths: Sequence[str] = WALLPAPER_PHOTOS) -> list[Path]:
@@ -561,7 +562,7 @@ def prepare_unseen_wallpapers(out: Path, paths: Sequence[Path]) -> Path:
     if not manifest_path.is_file():
         raise FileNotFoundError(f"{out} has no manifest.json: build the data set first (python -m unet.composites).")
     sources = json.loads(manifest_path.read_text())["sources"]
-    held = [name for split in SPLITS for name in sources[split]["backgrounds"] if name.startswith("wallpaper--")]
+    held = [name for split in SPLITS for name in sources[split]["backgrounds"] if name.startswith(WALLPAPER_PREFIX)]
     if held:
         raise ValueError(
             f"{out} was built with --wallpapers ({len(held)} of them in its splits): they are no unseen photographs "
