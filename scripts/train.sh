@@ -6,21 +6,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
-# The sources of the composites: public-domain clip art (Debian) and MIT-licensed photographs (PyPI).
-if [[ ! -d /usr/share/openclipart/png ]]; then
+# The sources of the composites: public-domain clip art and wallpaper photographs (Debian; licences in
+# unet/composites.py) and MIT-licensed photographs (PyPI).
+debian_packages=(openclipart-png plasma-workspace-wallpapers mate-backgrounds lomiri-wallpapers-16.04
+  lomiri-wallpapers-20.04)
+if ! dpkg -s "${debian_packages[@]}" >/dev/null 2>&1; then
   sudo=""
   [[ $(id -u) -ne 0 ]] && sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq openclipart-png >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${debian_packages[@]}" >/dev/null
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check mvtb-data==1.6.1
 python=.venv/bin/python
 run=runs/shipped
 
-# (Re)build the data unless it is there as this version builds it: sets built before test left out the twins of
-# training cut-outs lack that list.
-grep -q '"test_twins_left_out"' data/composites/manifest.json 2>/dev/null ||
-  $python -m unet.composites --out data/composites --seed 0
+# (Re)build the data unless it is there as this version builds it: with the wallpaper photographs split across
+# train, val and test (sets built before that say otherwise in their manifest, or nothing).
+grep -q '"wallpapers": "split"' data/composites/manifest.json 2>/dev/null ||
+  $python -m unet.composites --out data/composites --seed 0 --wallpapers split
 
 # The recipe: a base-16 U-Net with 2x2 up-convolutions, 20 epochs of 5,000 composites at 176 px in bf16 autocast
 # (fp32 where the CPU lacks bf16), half of the crops saved as JPEG and read back. README "What would improve the
