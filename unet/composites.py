@@ -274,11 +274,11 @@ def vary_background(crop: Image.Image, quarter_turns: int, rng: np.random.Genera
     """The photo crop turned by `quarter_turns` x 90 degrees, its hue rotated, its saturation, contrast and brightness
     changed, one time in six made grey.
 
-    68 training photographs are few scenes. Turned and recoloured, each shows the model textures in orientations and
-    colours it would not otherwise see, while keeping a photograph's grain, unlike generated backgrounds. The objects
-    keep their own colours: only the background changes. (Tried on half of the crops with the shipped recipe, it moved
-    validation and test by less than chance, and left the test scene it was meant for, brick wall and paving, as it
-    was: README, "What would improve the model".)
+    Under a hundred training photographs are few scenes. Turned and recoloured, each shows the model textures in
+    orientations and colours it would not otherwise see, while keeping a photograph's grain, unlike generated
+    backgrounds. The objects keep their own colours: only the background changes. (Tried on half of the crops with the
+    shipped recipe, it moved validation and test by less than chance, and left the test scene it was meant for, brick
+    wall and paving, as it was: README, "What would improve the model".)
     """
     if quarter_turns:
         crop = crop.rotate(90 * quarter_turns, expand=True)
