@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from collections import Counter
 from itertools import chain
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from unet.composites import (
     SPLITS,
     CompositeDataset,
     CompositeRecipe,
+    background_scene,
     build,
     compose,
     draw_background,
@@ -29,6 +31,7 @@ from unet.composites import (
     photo_group,
     picture_key,
     prepare_cutout,
+    scene_weights,
     split_groups,
     vary_background,
     wallpaper_name,
@@ -164,6 +167,61 @@ def test_photos_csv_names_the_photo_under_each_composite(tmp_path: Path) -> None
         with Image.open(folder / "images" / row["image"]) as image, Image.open(folder / "masks" / row["image"]) as m:
             background = np.asarray(image)[np.asarray(m) == 0]
         assert (np.abs(background.astype(int) - colours[row["group"]]) <= 2).all()
+
+
+@pytest.mark.parametrize(
+    ("name", "scene"),
+    [
+        ("campus--P1070491.jpg", "campus"),
+        ("mosaic--aerial2-001.jpg", "mosaic"),
+        ("flowers3.jpg", "flowers"),
+        ("rocks2-l.jpg", "rocks"),
+        ("beach.jpg", "beach"),
+        ("wallpaper--Lake.jpg", "wallpaper--Lake.jpg"),
+        ("wallpaper--Lake2.jpg", "wallpaper--Lake2.jpg"),
+    ],
+)
+def test_background_scene_of_a_prepared_name(name: str, scene: str) -> None:
+    assert background_scene(name) == scene
+
+
+def test_scene_weights_give_each_scene_the_same_share() -> None:
+    names = [f"seq--frame{i}.jpg" for i in range(6)] + ["beach.jpg", "wallpaper--Lake.jpg"]
+    weights = scene_weights(names)
+    assert weights.sum() == pytest.approx(1)
+    assert weights[:6].sum() == pytest.approx(1 / 3) and np.allclose(weights[:6], weights[0])
+    assert weights[6] == pytest.approx(1 / 3) and weights[7] == pytest.approx(1 / 3)
+
+
+def scene_counts(folder: Path) -> Counter:
+    with open(folder / "photos.csv", newline="") as file:
+        return Counter(background_scene(row["group"]) for row in csv.DictReader(file))
+
+
+def test_fixed_split_by_scene_draws_each_scene_about_equally_often(tmp_path: Path) -> None:
+    """A sequence of eight frames and two single photographs: by photo the sequence takes 80% of the pictures, by
+    scene a third (120 pictures: 40 expected each, 3 standard deviations are 15)."""
+    for name in [*(f"seq--frame{i}.jpg" for i in range(8)), "beach.jpg", "city.jpg"]:
+        folder = tmp_path / "backgrounds" / "val"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (400, 400), (90, 90, 90)).save(folder / name)
+    (tmp_path / "cutouts" / "val").mkdir(parents=True)
+    Image.new("RGBA", (40, 40), (255, 255, 255, 255)).save(tmp_path / "cutouts" / "val" / "square.png")
+
+    by_photo = scene_counts(write_fixed_split(tmp_path, "val", 120, seed=0))
+    assert by_photo["seq"] > 80
+    by_scene = scene_counts(write_fixed_split(tmp_path, "val", 120, seed=0, balance_scenes=True))
+    assert set(by_scene) == {"seq", "beach", "city"}
+    assert all(25 <= count <= 55 for count in by_scene.values()), by_scene
+
+
+def test_composite_dataset_draws_scenes_by_their_weights(built: tuple[Path, dict]) -> None:
+    out, manifest = built
+    names = manifest["sources"]["train"]["backgrounds"]
+    assert CompositeDataset(out, "train").weights is None
+    balanced = CompositeDataset(out, "train", size=48, length=3, balance_scenes=True)
+    assert np.allclose(balanced.weights, scene_weights(names))
+    assert torch.equal(balanced[1][0], CompositeDataset(out, "train", size=48, length=3, balance_scenes=True)[1][0])
 
 
 def source_pixels(out: Path, manifest: dict, kind: str, split: str) -> list[bytes]:
@@ -430,6 +488,7 @@ def test_command_line_builds_without_wallpapers_unless_asked(
     argv = ["--out", str(tmp_path / "cli"), "--clipart", str(clipart), "--photos", str(photos), "--workers", "1"]
     main([*argv, "--val", "2", "--test", "3"])
     assert "train:" in capsys.readouterr().out
+    assert json.loads((tmp_path / "cli" / "manifest.json").read_text())["val_draw"] == "photo"
     assert len(list((tmp_path / "cli" / "test" / "images").iterdir())) == 3
     assert not list((tmp_path / "cli" / "backgrounds" / "train").glob("wallpaper--*"))
 
@@ -439,8 +498,9 @@ def test_command_line_builds_without_wallpapers_unless_asked(
     main([*argv, "--val", "2", "--test", "3", "--wallpapers"])  # alone: all to training, as before
     added = (tmp_path / "cli" / "backgrounds" / "train").glob("wallpaper--*")
     assert [path.name for path in added] == ["wallpaper--Lake.jpg"]
-    main([*argv, "--val", "2", "--test", "3", "--wallpapers", "split"])
-    assert json.loads((tmp_path / "cli" / "manifest.json").read_text())["wallpapers"] == "split"
+    main([*argv, "--val", "2", "--test", "3", "--wallpapers", "split", "--val-by-scene"])
+    manifest = json.loads((tmp_path / "cli" / "manifest.json").read_text())
+    assert manifest["wallpapers"] == "split" and manifest["val_draw"] == "scene"
     with pytest.raises(SystemExit):
         main([*argv, "--wallpapers", "val"])
 
@@ -652,7 +712,7 @@ def test_trainer_reads_a_built_set(built: tuple[Path, dict], tmp_path: Path) -> 
     run = tmp_path / "run"
     argv = ["--data", str(out), "--out", str(run), "--size-schedule", "32:1,48:1", "--epoch-size", "4"]
     argv += ["--base-width", "4", "--depth", "2", "--batch-size", "2", "--workers", "0", "--quiet", "--seed", "1"]
-    train_main([*argv, "--generated-backgrounds", "0.5", "--varied-backgrounds", "0.5"])
+    train_main([*argv, "--generated-backgrounds", "0.5", "--varied-backgrounds", "0.5", "--balance-scenes"])
     history = json.loads((run / "history.json").read_text())
     assert [(r["epoch"], r["size"]) for r in history] == [(1, 32), (2, 48)]
     assert all(np.isfinite(r["train_loss"]) and 0 <= r["val_iou"] <= 1 for r in history)
@@ -660,3 +720,4 @@ def test_trainer_reads_a_built_set(built: tuple[Path, dict], tmp_path: Path) -> 
     assert json.loads((run / "best" / "config.json").read_text())["class_names"] == ["background", "foreground"]
     training_args = json.loads((run / "best" / "training_args.json").read_text())
     assert training_args["generated_backgrounds"] == 0.5 and training_args["varied_backgrounds"] == 0.5
+    assert training_args["balance_scenes"] is True

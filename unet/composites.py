@@ -17,16 +17,18 @@ test exactly as without them.
 
     python -m unet.composites --out data/composites
 
-writes the prepared cut-outs and backgrounds of every split, plus fixed `val/` and `test/` sets as `images/` (JPEG)
-and `masks/` (PNG, 0 = background, 1 = foreground), with `photos.csv` naming each composite's photograph. Training
-composes new train images on the fly (`CompositeDataset`), so it never sees the same picture twice; a share of them
-can be drawn on generated backgrounds instead (`CompositeRecipe.generated_backgrounds`, `--generated-backgrounds` in
-training), or on photo crops turned and recoloured (`--varied-backgrounds`). A built set can also get a diagnostic
-set of one split's cut-outs on another split's photos (`--cross test:train`: unseen objects on known photographs) or
-on the wallpapers, when it does not train on them (`--cross test:wallpapers`: unseen objects on 36 scenes no split
-has), a fixed sample of the training pictures (`--train-sample`: how well a model fits what it learns from), and a
-lossless twin of any fixed set (`--lossless test`: the same composites as PNG, to measure what JPEG compression
-costs).
+writes the prepared cut-outs and backgrounds of every split, plus fixed `val/` and `test/` sets as `images/` (JPEG) and
+`masks/` (PNG, 0 = background, 1 = foreground), with `photos.csv` naming each composite's photograph. Each picture's
+photograph is drawn uniformly; `--val-by-scene` draws validation's scenes uniformly instead, then one of the scene's
+photographs, so that a sequence of many frames does not make up most of it. Training composes new train images on the
+fly (`CompositeDataset`), so it never sees the same picture twice; a share of them can be drawn on generated backgrounds
+instead (`CompositeRecipe.generated_backgrounds`, `--generated-backgrounds` in training), or on photo crops turned and
+recoloured (`--varied-backgrounds`), and its scenes can be drawn alike (`--balance-scenes`). A built set can also get a
+diagnostic set of one split's cut-outs on another split's photos (`--cross test:train`: unseen objects on known
+photographs) or on the wallpapers, when it does not train on them (`--cross test:wallpapers`: unseen objects on 36
+scenes no split has), a fixed sample of the training pictures (`--train-sample`: how well a model fits what it learns
+from), and a lossless twin of any fixed set (`--lossless test`: the same composites as PNG, to measure what JPEG
+compression costs).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import re
 import shutil
 import sys
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -121,6 +124,27 @@ def photo_group(path: Path) -> str:
     if path.parent.name != "images":
         return path.parent.name  # each sub-folder of mvtb-data is one scene or one sequence
     return re.sub(r"([-_]?(\d+|[lr]))+$", "", path.stem)
+
+
+def background_scene(name: str) -> str:
+    """The scene of a prepared background, from its file name: each wallpaper is one, mvtb-data's by `photo_group`.
+
+    Prepared names are the photo's path under mvtb-data's images/ with "/" as "--" (campus--P1070491.jpg).
+    """
+    if name.startswith(WALLPAPER_PREFIX):
+        return name
+    return photo_group(Path("images", *Path(name).stem.split("--")))
+
+
+def scene_weights(names: Sequence[str]) -> np.ndarray:
+    """The chance of drawing each background so that every scene gets the same share, split evenly among its photos.
+
+    Drawn uniformly instead, a scene's share is its count of photos: the 14 frames of one chessboard sequence would
+    make up 70% of the validation pictures.
+    """
+    scenes = [background_scene(name) for name in names]
+    photos_per_scene = Counter(scenes)
+    return np.array([1 / (len(photos_per_scene) * photos_per_scene[scene]) for scene in scenes])
 
 
 def find_backgrounds(root: Path) -> list[Path]:
@@ -217,23 +241,32 @@ def compose(
     size: tuple[int, int],
     rng: np.random.Generator,
     recipe: CompositeRecipe = CompositeRecipe(),
+    weights: np.ndarray | None = None,
 ) -> tuple[Image.Image, np.ndarray]:
-    """Paste one to `recipe.max_objects` cut-outs onto a random crop of a photo.
+    """Paste one to `recipe.max_objects` cut-outs onto a random crop of a photo (drawn with `weights`, if given).
 
     Returns the RGB image of `size` = (width, height) and its (height, width) uint8 mask, 1 where an object is.
     """
-    canvas, _ = draw_background(backgrounds, size, rng, recipe)
+    canvas, _ = draw_background(backgrounds, size, rng, recipe, weights)
     return canvas, paste_objects(canvas, cutouts, rng, recipe)
 
 
 def draw_background(
-    backgrounds: Sequence[Image.Image], size: tuple[int, int], rng: np.random.Generator, recipe: CompositeRecipe
+    backgrounds: Sequence[Image.Image],
+    size: tuple[int, int],
+    rng: np.random.Generator,
+    recipe: CompositeRecipe,
+    weights: np.ndarray | None = None,
 ) -> tuple[Image.Image, int | None]:
-    """A composite's background of `size`, and the index of the photo it was cut from (None: a generated one)."""
+    """A composite's background of `size`, and the index of the photo it was cut from (None: a generated one).
+
+    The photo is drawn uniformly, or by `weights` (one chance per photo, e.g. `scene_weights`).
+    """
     # Only a recipe with generated backgrounds draws for them, so the fixed val/test sets stay as they were.
     if recipe.generated_backgrounds > 0 and rng.random() < recipe.generated_backgrounds:
         return generated_background(backgrounds, size, rng, recipe), None
-    index = int(rng.integers(len(backgrounds)))
+    # Drawn uniformly with `integers`, as ever: the fixed sets' pictures depend on this very sequence of draws.
+    index = int(rng.integers(len(backgrounds)) if weights is None else rng.choice(len(backgrounds), p=weights))
     return _background_crop(backgrounds[index], size, rng, recipe), index
 
 
@@ -377,7 +410,8 @@ class CompositeDataset(Dataset):
     """Composites drawn on the fly from one split's prepared cut-outs and backgrounds.
 
     Item `i` of epoch `e` is the same picture on every run and every process (its generator is seeded from
-    (seed, e, i)); `set_epoch` moves to new pictures.
+    (seed, e, i)); `set_epoch` moves to new pictures. `balance_scenes` draws each scene equally often (then one of
+    its photos) instead of each photo.
     """
 
     def __init__(
@@ -389,8 +423,11 @@ class CompositeDataset(Dataset):
         seed: int = 0,
         transform: Callable | None = None,
         recipe: CompositeRecipe = CompositeRecipe(),
+        balance_scenes: bool = False,
     ) -> None:
         self.backgrounds, self.cutouts = load_sources(root, split)
+        names = [path.name for path in _image_files(Path(root) / "backgrounds" / split)]  # in `load_sources`' order
+        self.weights = scene_weights(names) if balance_scenes else None
         self.size, self.length, self.seed = size, length, seed
         self.transform, self.recipe = transform, recipe
         self.epoch = 0
@@ -403,7 +440,7 @@ class CompositeDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        image, mask = compose(self.backgrounds, self.cutouts, (self.size, self.size), rng, self.recipe)
+        image, mask = compose(self.backgrounds, self.cutouts, (self.size, self.size), rng, self.recipe, self.weights)
         if self.transform is not None:
             return self.transform(image, mask)
         return image_to_tensor(image), torch.from_numpy(mask).long()
@@ -447,11 +484,14 @@ def build(
     workers: int = 2,
     wallpapers: Sequence[Path] = (),
     wallpaper_placement: str = "split",
+    val_by_scene: bool = False,
 ) -> dict:
     """Prepare every split's sources under `out`, then write the fixed val and test sets. Returns the manifest.
 
     `wallpapers` are photographs besides `photo_root`'s, placed by `place_wallpapers`: "train" leaves val and test
-    exactly as without them.
+    exactly as without them. `val_by_scene` draws each validation picture's scene uniformly, then one of its photos
+    (`scene_weights`), so that the best epoch is not chosen for one scene of many photos; test stays drawn by photo,
+    as its published scores were.
     """
     cutouts, photos = find_cutouts(clipart_root), find_backgrounds(photo_root)
     if not cutouts:
@@ -487,14 +527,15 @@ def build(
     log.info("left %d test cut-outs out: their pictures are train or val cut-outs too", len(twins))
 
     placement = wallpaper_placement if wallpapers else None
-    manifest = {"seed": seed, "wallpapers": placement, "sources": {}, "sizes": {}, "test_twins_left_out": twins}
+    manifest = {"seed": seed, "wallpapers": placement, "val_draw": "scene" if val_by_scene else "photo"}
+    manifest |= {"sources": {}, "sizes": {}, "test_twins_left_out": twins}
     for split in SPLITS:
         manifest["sources"][split] = {
             "cutouts": sorted(Path(t).name for k, _, t in jobs if k == "cutout" and t in kept and f"/{split}/" in t),
             "backgrounds": sorted(Path(t).name for k, _, t in jobs if k == "background" and f"/{split}/" in t),
         }
     for split, count in counts.items():
-        write_fixed_split(out, split, count, seed)
+        write_fixed_split(out, split, count, seed, balance_scenes=val_by_scene and split == "val")
         manifest["sizes"][split] = count
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
@@ -508,6 +549,7 @@ def write_fixed_split(
     size_range: tuple[int, int] = (224, 320),
     photos: str | None = None,
     lossless: bool = False,
+    balance_scenes: bool = False,
 ) -> Path:
     """Write `count` composites of `split` as images/*.jpg and masks/*.png under out/split, sizes varying.
 
@@ -519,7 +561,8 @@ def write_fixed_split(
     `train` goes to out/train-sample: training never reads it (it composes its pictures on the fly), but a model's
     score on it tells how well it fits the very pictures it learns from. `photos.csv` beside images/ and masks/
     names each composite's photograph (columns image, group), for scores per photograph with
-    `python -m unet.evaluate --groups`. Returns the folder written.
+    `python -m unet.evaluate --groups`. `balance_scenes` draws the photographs by `scene_weights`, each scene
+    equally often, instead of each photo equally often. Returns the folder written.
     """
     name = split if photos is None else f"{split}-cutouts-on-{photos}-photos"
     name += "-sample" if name == "train" else ""
@@ -535,10 +578,11 @@ def write_fixed_split(
     stream += [1] if name.startswith("train-sample") else []  # four numbers: never a training picture's three
     rng = np.random.default_rng([seed, SPLITS.index(split), *stream])
     recipe = CompositeRecipe()
+    weights = scene_weights(photo_names) if balance_scenes else None
     sources = []
     for index in range(count):
         size = (int(rng.integers(*size_range, endpoint=True)), int(rng.integers(*size_range, endpoint=True)))
-        image, photo = draw_background(backgrounds, size, rng, recipe)  # compose's draws, keeping the photo
+        image, photo = draw_background(backgrounds, size, rng, recipe, weights)  # compose's draws, keeping the photo
         mask = paste_objects(image, cutouts, rng, recipe)
         stem = f"{split}_{index:04d}"
         if lossless:
@@ -623,6 +667,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "'train' (the default when given alone) to training only",
     )
     parser.add_argument(
+        "--val-by-scene",
+        action="store_true",
+        help="draw the validation pictures' scenes equally often, then one of each scene's photographs (by default "
+        "each photograph is drawn equally often, so a scene of many photographs dominates validation)",
+    )
+    parser.add_argument(
         "--cross",
         type=parse_cross,
         metavar="CUTOUTS:PHOTOS",
@@ -660,7 +710,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(f"error: {error}")
     manifest = build(
         args.out, args.clipart, args.photos or _default_photo_root(), args.seed, {"val": args.val, "test": args.test},
-        args.workers, wallpapers, args.wallpapers or "split",
+        args.workers, wallpapers, args.wallpapers or "split", args.val_by_scene,
     )  # fmt: skip
     for split in SPLITS:
         sources = manifest["sources"][split]

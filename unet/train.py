@@ -146,8 +146,9 @@ def build_data(args: argparse.Namespace) -> tuple[Dataset, Dataset, list[str]]:
         recipe = CompositeRecipe(
             generated_backgrounds=args.generated_backgrounds, varied_backgrounds=args.varied_backgrounds
         )
+        transform = augmentation(size, args)
         train = CompositeDataset(
-            root, "train", round(size * 1.15), args.epoch_size, args.seed, augmentation(size, args), recipe
+            root, "train", round(size * 1.15), args.epoch_size, args.seed, transform, recipe, args.balance_scenes
         )
         val = PairedFolder(root / "val", transform=eval_transform(), num_labels=2)
         return train, val, ["background", "foreground"]
@@ -546,6 +547,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=parse_share,
         default=0.0,
         help="composite layout: share of training photo crops turned by quarter turns and recoloured",
+    )
+    data.add_argument(
+        "--balance-scenes",
+        action="store_true",
+        help="composite layout: draw each training scene equally often, then one of its photographs (by default each "
+        "photograph equally often, so a scene of many photographs, such as a 20-frame sequence, is drawn more)",
     )
     data.add_argument(
         "--crop-scale",
