@@ -22,13 +22,14 @@ python=.venv/bin/python
 run=runs/shipped
 
 # (Re)build the data unless it is there as this version builds it: with the wallpaper photographs split across
-# train, val and test (sets built before that say otherwise in their manifest, or nothing).
-grep -q '"wallpapers": "split"' data/composites/manifest.json 2>/dev/null ||
+# train, val and test, and validation drawn by photograph (sets built otherwise say so in their manifest, or nothing).
+manifest=data/composites/manifest.json
+{ grep -q '"wallpapers": "split"' "$manifest" && grep -q '"val_draw": "photo"' "$manifest"; } 2>/dev/null ||
   $python -m unet.composites --out data/composites --seed 0 --wallpapers split
 
 # The recipe: a base-16 U-Net with 2x2 up-convolutions, 20 epochs of 5,000 composites at 176 px in bf16 autocast,
 # half of the crops saved as JPEG and read back. README "What would improve the model" tells what each of these did.
-# A CPU without native bf16 (AVX512-BF16 or AMX) trains in fp32, about twice as slowly: there it trains 10 epochs,
+# A CPU without native bf16 (AVX512-BF16 or AMX) trains in fp32, over twice as slowly: there it trains 10 epochs,
 # which fit in 90 minutes on 2 cores, and gives a weaker model (README, "The shipped model").
 epochs=20
 if ! $python -c "import sys, torch; sys.exit(not (torch.cuda.is_available() or
