@@ -32,8 +32,8 @@ manifest=data/composites/manifest.json
 # A CPU without native bf16 (AVX512-BF16 or AMX) trains in fp32, over twice as slowly: there it trains 10 epochs,
 # which fit in 90 minutes on 2 cores, and gives a weaker model (README, "The shipped model").
 epochs=20
-if ! $python -c "import sys, torch; sys.exit(not (torch.cuda.is_available() or
-    torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()))"; then
+if ! $python -c "import sys, torch; from unet.train import resolve_amp
+sys.exit(not (torch.cuda.is_available() or resolve_amp('auto', torch.device('cpu')) == 'bf16'))"; then
   epochs=10
   echo "This CPU computes bf16 only by emulation: training the 10-epoch fp32 recipe (README, \"The shipped model\")."
 fi
