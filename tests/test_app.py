@@ -113,7 +113,7 @@ def test_segment_without_ground_truth_passes_the_other_inputs(client: Client, sm
 
     assert "iou" not in result[JSON] and result[TRUTH] is None and result[ERRORS] is None
     assert result[JSON]["foreground_share"] == 1.0  # threshold 0: every pixel is foreground
-    assert result[JSON]["flip"] is True and result[JSON]["min_confidence"] == 0.0
+    assert result[JSON]["tta"] == "dihedral" and result[JSON]["min_confidence"] == 0.0
     # The same, with every region dropped: none is sure beyond probability 1.
     unsure = client.predict(handle_file(small_image), None, 0.0, 0.3, True, 1.0, api_name="/segment")
     assert unsure[JSON]["foreground_share"] == 0.0

@@ -137,12 +137,17 @@ def test_picture_files_are_the_display_pictures_beside_the_downloads(predictor: 
 
 def test_a_gradio_file_payload_reads_like_its_path(predictor: Predictor, tmp_path: Path) -> None:
     path = save(photo(), tmp_path / "photo.png")
-    from_path = segment(predictor, path, downloads=tmp_path, flip=True)
-    from_payload = segment(predictor, {"path": str(path), "orig_name": "photo.png"}, downloads=tmp_path, flip=True)
+    from_path = segment(predictor, path, downloads=tmp_path, tta="flip")
+    from_payload = segment(predictor, {"path": str(path), "orig_name": "photo.png"}, downloads=tmp_path, tta="flip")
 
     np.testing.assert_array_equal(from_payload.mask, from_path.mask)
     assert from_payload.mask_file.name == "photo_mask.png"
-    assert from_payload.scores["flip"] is True
+    assert from_payload.scores["tta"] == "flip"
+
+
+def test_an_unknown_test_time_augmentation_is_refused_by_name(predictor: Predictor, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="Unknown test-time augmentation 'rotate': choose one of none, flip, dihedral"):
+        segment(predictor, photo(), downloads=tmp_path, tta="rotate")
 
 
 def test_min_confidence_reaches_the_prediction_and_the_scores(predictor: Predictor, tmp_path: Path) -> None:

@@ -183,13 +183,13 @@ def test_cli_end_to_end(data: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert re.search(r"foreground\s+0\.1303\s+0\.2306", printed)  # 172/1320 and 344/1492
     report = json.loads((out / "eval.json").read_text())
     assert list(report) == [
-        "dataset", "images", "masks", "num_images", "threshold", "flip", "min_confidence", "max_side", "weights",
+        "dataset", "images", "masks", "num_images", "threshold", "tta", "min_confidence", "max_side", "weights",
         "class_names",
         "iou", "dice", "headline", "errors", "date", "seconds",
     ]  # fmt: skip
     assert report["dataset"] == "data"  # the images folder's parent
     assert (report["images"], report["masks"], report["weights"]) == (str(images), str(masks), str(weights))
-    assert (report["num_images"], report["threshold"], report["flip"], report["max_side"]) == (4, 0.5, False, 512)
+    assert (report["num_images"], report["threshold"], report["tta"], report["max_side"]) == (4, 0.5, "none", 512)
     assert report["class_names"] == ["background", "foreground"]
     assert report["iou"] == {"per_class": {"background": 0.0, "foreground": pytest.approx(172 / 1320)},
                              "mean": pytest.approx(172 / 2640)}  # fmt: skip

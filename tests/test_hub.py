@@ -384,10 +384,15 @@ def test_card_without_evaluation_says_so_and_has_no_scores(checkpoints):
 
 
 def test_card_says_whether_the_scores_used_test_time_augmentation(checkpoints):
-    plain = hub.build_model_card(checkpoints["main"], {**EVAL, "flip": False})
-    flipped = hub.build_model_card(checkpoints["main"], {**EVAL, "flip": True})
-    assert "without test-time augmentation" in plain and "--flip" not in plain
-    assert "with flip test-time augmentation (the four mirror images averaged: `--flip`)" in flipped
+    plain = hub.build_model_card(checkpoints["main"], {**EVAL, "tta": "none"})
+    flipped = hub.build_model_card(checkpoints["main"], {**EVAL, "tta": "flip"})
+    turned = hub.build_model_card(checkpoints["main"], {**EVAL, "tta": "dihedral"})
+    assert "without test-time augmentation" in plain and "--tta" not in plain
+    assert "with flip test-time augmentation (the four mirror images averaged: `--tta flip`)" in flipped
+    assert "the eight quarter turns and mirror images averaged: `--tta dihedral`" in turned
+    # An eval.json written before --tta recorded "flip": true or false.
+    assert hub.build_model_card(checkpoints["main"], {**EVAL, "flip": True}) == flipped
+    assert hub.build_model_card(checkpoints["main"], {**EVAL, "flip": False}) == plain
 
 
 def test_card_says_whether_unsure_regions_were_dropped(checkpoints):

@@ -103,16 +103,64 @@ def test_flip_averages_the_four_mirror_images(images: dict[str, Path], tmp_path:
     predictor = Predictor(load_model(weights(tmp_path / "weights", num_classes))[0])
     image = load_image(images["odd.png"])  # odd sides: a mirror is not a shift of the padding
     plain = predictor.probabilities(image)
-    tta = predictor.probabilities(image, flip=True)
+    tta = predictor.probabilities(image, tta="flip")
     for method, dims in ((Image.Transpose.FLIP_LEFT_RIGHT, (-1,)), (Image.Transpose.FLIP_TOP_BOTTOM, (-2,))):
         mirrored = image.transpose(method)
-        torch.testing.assert_close(predictor.probabilities(mirrored, flip=True), tta.flip(dims))
+        torch.testing.assert_close(predictor.probabilities(mirrored, tta="flip"), tta.flip(dims))
         assert (predictor.probabilities(mirrored) - plain.flip(dims)).abs().max() > 1e-3
     with torch.inference_mode():  # each mirror image on its own, by hand
         x = image_to_tensor(image)[None]
         logits = [predictor.model(x.flip(dims)).flip(dims) for dims in ((), (-1,), (-2,), (-2, -1))]
     expected = logits_to_probabilities(torch.stack(logits).mean(0)[0], (image.height, image.width))
     torch.testing.assert_close(tta, expected)
+
+
+@pytest.mark.parametrize("num_classes", [1, 3])
+def test_dihedral_averages_the_eight_quarter_turns_and_mirror_images(
+    images: dict[str, Path], tmp_path: Path, num_classes: int
+) -> None:
+    """With dihedral, turning or mirroring the input (a non-square one) turns or mirrors the output exactly, and the
+    probabilities are those of the mean of the eight views' logits, each turned back."""
+    predictor = Predictor(load_model(weights(tmp_path / "weights", num_classes))[0])
+    image = load_image(images["odd.png"])  # 97 x 131: a transposed view has another shape and padding
+    tta = predictor.probabilities(image, tta="dihedral")
+    for method, expected in (
+        (Image.Transpose.ROTATE_90, tta.rot90(1, (-2, -1))),  # PIL turns counter-clockwise, as rot90 from -2 to -1
+        (Image.Transpose.ROTATE_270, tta.rot90(-1, (-2, -1))),
+        (Image.Transpose.TRANSPOSE, tta.transpose(-2, -1)),
+        (Image.Transpose.FLIP_TOP_BOTTOM, tta.flip(-2)),
+    ):
+        torch.testing.assert_close(predictor.probabilities(image.transpose(method), tta="dihedral"), expected)
+        assert (predictor.probabilities(image.transpose(method), tta="flip") - expected).abs().max() > 1e-3
+    with torch.inference_mode():  # each view on its own, by hand
+        x = image_to_tensor(image)[None]
+        logits = []
+        for turns in range(4):
+            for view in (x, x.flip(-1)):
+                turned = predictor.model(view.rot90(turns, (-2, -1))).rot90(-turns, (-2, -1))
+                logits.append(turned if view is x else turned.flip(-1))
+    expected = logits_to_probabilities(torch.stack(logits).mean(0)[0], (image.height, image.width))
+    torch.testing.assert_close(tta, expected)
+
+
+def test_the_cli_averages_the_views_it_is_told(images: dict[str, Path], tmp_path: Path) -> None:
+    """--tta NAME predicts what Predictor.predict does with it, and --flip is the same as --tta flip."""
+    model_dir = weights(tmp_path / "weights", 1)
+    predictor = Predictor(load_model(model_dir)[0])
+    for flags, tta in ((["--tta", "dihedral"], "dihedral"), (["--flip"], "flip"), (["--tta", "flip"], "flip")):
+        out = tmp_path / "-".join(flags)
+        assert run(["--weights", model_dir, images["odd.png"], "--out", out, "--threshold", "0.5", *flags]) == 0
+        mask = np.asarray(Image.open(out / "odd.png"))
+        np.testing.assert_array_equal(mask, predictor.predict(images["odd.png"], tta=tta).mask)
+    assert not np.array_equal(
+        predictor.predict(images["odd.png"], tta="dihedral").mask, predictor.predict(images["odd.png"]).mask
+    )
+
+
+def test_an_unknown_test_time_augmentation_is_refused(images: dict[str, Path], tmp_path: Path) -> None:
+    predictor = Predictor(load_model(weights(tmp_path / "weights", 1))[0])
+    with pytest.raises(ValueError, match="unknown test-time augmentation 'rotate': choose one of none, flip, dihedral"):
+        predictor.probabilities(load_image(images["odd.png"]), tta="rotate")
 
 
 def test_threshold_decides_binary_masks(images: dict[str, Path], tmp_path: Path) -> None:

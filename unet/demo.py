@@ -23,7 +23,7 @@ from PIL import Image
 from unet.hub import BUNDLED_WEIGHTS, CARD_FILE, CONFIG_FILE, WeightsInfo
 from unet.metrics import confusion_counts, dice_from_counts, iou_from_counts, summary
 from unet.model import UNet
-from unet.predict import Predictor
+from unet.predict import TTA_VIEWS, Predictor
 from unet.preprocessing import ImageError, MaskError, load_image, load_mask, mask_to_image, resize_for_model
 from unet.visualize import error_legend, error_map, overlay
 
@@ -215,7 +215,7 @@ def segment(
     ground_truth: ImageInput | None = None,
     threshold: float = 0.5,
     opacity: float = 0.5,
-    flip: bool = False,
+    tta: str = "none",
     min_confidence: float = 0.0,
     *,
     downloads: str | Path | None = None,
@@ -229,7 +229,7 @@ def segment(
         ground_truth: The true mask (class indices; 0/255 for binary), the image's size; None for none.
         threshold: Foreground probability from which a pixel is foreground (binary models only).
         opacity: Opacity of the mask colours in the overlays, 0 to 1.
-        flip: Average over the image's four mirror images (test-time augmentation, four times the time).
+        tta: The test-time augmentation, a name of `TTA_VIEWS` ("dihedral": the average of eight views).
         min_confidence: Drop predicted regions whose mean probability of their class is below it; 0 keeps all.
         downloads: Folder for the mask and overlay PNGs (a new folder per run inside it); default a folder in the
             system's temporary directory. Run folders older than an hour are deleted.
@@ -245,11 +245,13 @@ def segment(
         raise InputError(f"The opacity must lie between 0 and 1, got {opacity}.")
     if not 0.0 <= min_confidence <= 1.0:
         raise InputError(f"The least region confidence must lie between 0 and 1, got {min_confidence}.")
+    if tta not in TTA_VIEWS:
+        raise InputError(f"Unknown test-time augmentation {tta!r}: choose one of {', '.join(TTA_VIEWS)}.")
     picture = read_image(image, max_pixels)
     model = predictor.model
     truth = read_ground_truth(ground_truth, picture.size, model.num_labels)
 
-    prediction = predictor.predict(picture, threshold=threshold, flip=flip, min_confidence=min_confidence)
+    prediction = predictor.predict(picture, threshold=threshold, tta=tta, min_confidence=min_confidence)
     full_overlay = overlay(picture, prediction.mask, alpha=opacity)
     shown = resize_for_model(picture, DISPLAY_MAX_SIDE)
     scores: dict[str, Any] = {}
@@ -272,7 +274,7 @@ def segment(
         foreground_share=prediction.foreground_share(),
         image_size=[picture.width, picture.height],
         threshold=threshold if model.is_binary else None,
-        flip=flip,
+        tta=tta,
         min_confidence=min_confidence,
         seconds=prediction.seconds,
         total_seconds=time.perf_counter() - started,

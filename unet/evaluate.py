@@ -40,7 +40,7 @@ from unet.datasets import PairedFolder
 from unet.hub import WeightsError, add_weights_argument, load_model, resolve_weights
 from unet.metrics import confusion_counts, dice_from_counts, iou_from_counts, summary
 from unet.postprocess import add_min_confidence_argument
-from unet.predict import DEFAULT_MAX_SIDE, Predictor
+from unet.predict import DEFAULT_MAX_SIDE, Predictor, add_tta_argument
 from unet.preprocessing import IGNORE_INDEX
 from unet.visualize import error_map, legend_image, overlay, side_by_side
 
@@ -71,7 +71,7 @@ class EvalResult:
     images_dir: Path
     masks_dir: Path
     threshold: float
-    flip: bool
+    tta: str
     min_confidence: float
     max_side: int | None
     seconds: float
@@ -129,7 +129,7 @@ def evaluate(
     predictor: Predictor,
     dataset: PairedFolder,
     threshold: float = 0.5,
-    flip: bool = False,
+    tta: str = "none",
     class_names: Sequence[str] | None = None,
     progress: bool = False,
     min_confidence: float = 0.0,
@@ -140,7 +140,7 @@ def evaluate(
         predictor: The model wrapped for inference; its `max_side` is recorded in the result.
         dataset: The images and masks; give it `num_labels=model.num_labels` so bad masks are refused by name.
         threshold: Foreground probability cut for binary models.
-        flip: Average each prediction over the image's four mirror images (`Predictor.probabilities`).
+        tta: The test-time augmentation, a name of `TTA_VIEWS` (`Predictor.probabilities`).
         class_names: One name a class of the model; the model's own `class_names` when None.
         progress: Show a progress bar on a terminal.
         min_confidence: Drop predicted regions the model is less sure of on average (`drop_unsure_regions`).
@@ -161,7 +161,7 @@ def evaluate(
     rows, image_counts, errors = [], [], np.zeros(len(ERROR_KINDS), dtype=np.int64)
     for index in tqdm(range(len(dataset)), desc="evaluate", unit="image", disable=None if progress else True):
         image, target = dataset.load_pair(index)
-        pred = predictor.predict(image, threshold, flip, min_confidence).mask
+        pred = predictor.predict(image, threshold, tta, min_confidence).mask
         counts = confusion_counts(pred, target, num_labels, ignore_index=IGNORE_INDEX)
         image_counts.append(counts)
         errors += error_kinds(pred, target)
@@ -177,7 +177,7 @@ def evaluate(
         images_dir=dataset.images_dir,
         masks_dir=dataset.masks_dir,
         threshold=threshold,
-        flip=flip,
+        tta=tta,
         min_confidence=min_confidence,
         max_side=predictor.max_side,
         seconds=time.perf_counter() - started,
@@ -231,7 +231,7 @@ def report(
         "masks": str(result.masks_dir),
         "num_images": len(result.rows),
         "threshold": result.threshold,
-        "flip": result.flip,
+        "tta": result.tta,
         "min_confidence": result.min_confidence,
         "max_side": result.max_side,
         "weights": weights,
@@ -318,7 +318,7 @@ def cases_picture(
     rows = []
     for rank, index in ranks:
         image, target = dataset.load_pair(index)
-        pred = predictor.predict(image, result.threshold, result.flip, result.min_confidence).mask
+        pred = predictor.predict(image, result.threshold, result.tta, result.min_confidence).mask
         score = result.rows[index]
         panels = [image, overlay(image, pred), overlay(image, target), error_map(pred, target, image)]
         titles = [f"{rank}: {score.image}", f"prediction, IoU {score.iou:.3f}", "ground truth", "errors"]
@@ -369,9 +369,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--masks", type=Path, required=True, help="folder of masks, paired with the images by stem")
     parser.add_argument("--out", type=Path, help="folder for eval.json, per_image.csv and cases.png")
     parser.add_argument("--threshold", type=float, default=0.5, help="foreground probability cut (binary models)")
-    parser.add_argument(
-        "--flip", action="store_true", help="average over the image's four mirror images (four times the time)"
-    )
+    add_tta_argument(parser)
     add_min_confidence_argument(parser)
     parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, help="shrink larger images to this side")
     parser.add_argument("--class-names", help="comma-separated, background first (default: the model's config)")
@@ -396,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             predictor,
             dataset,
             args.threshold,
-            args.flip,
+            args.tta,
             class_names,
             progress=True,
             min_confidence=args.min_confidence,

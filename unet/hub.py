@@ -715,11 +715,13 @@ def _training_section(folder: Path, training: dict | None) -> str:
 def _evaluation_section(scores: dict | None) -> str:
     if not scores:
         return "## Evaluation\n\nNot evaluated yet: run the evaluate CLI and push again with `--eval-json`."
-    augmentation = (
-        "with flip test-time augmentation (the four mirror images averaged: `--flip`)"
-        if scores.get("flip")
-        else "without test-time augmentation"
-    )
+    tta = scores.get("tta", "flip" if scores.get("flip") else "none")  # eval.json before --tta had "flip": bool
+    augmentation = {
+        "none": "without test-time augmentation",
+        "flip": "with flip test-time augmentation (the four mirror images averaged: `--tta flip`)",
+        "dihedral": "with dihedral test-time augmentation (the eight quarter turns and mirror images averaged: "
+        "`--tta dihedral`)",
+    }[tta]
     min_confidence = scores.get("min_confidence") or 0
     regions = (
         f"predicted regions of mean probability below {min_confidence} dropped (`--min-confidence {min_confidence}`)"

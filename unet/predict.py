@@ -37,6 +37,19 @@ log = logging.getLogger("unet.predict")
 
 DEFAULT_MAX_SIDE = 512
 MIRRORS = ((), (-1,), (-2,), (-2, -1))  # the dims to flip: as is, left-right, up-down, both
+# Test-time augmentation: the views whose predictions are averaged, each as (transposed?, dims to flip). "flip" is the
+# four mirror images; "dihedral" adds the four of the transposed image, which makes all eight ways to turn a picture
+# by quarter turns and mirror it.
+TTA_VIEWS: dict[str, tuple[tuple[bool, tuple[int, ...]], ...]] = {
+    "none": ((False, ()),),
+    "flip": tuple((False, dims) for dims in MIRRORS),
+    "dihedral": tuple((transposed, dims) for transposed in (False, True) for dims in MIRRORS),
+}
+TTA_HELP = {
+    "none": "the image as it is",
+    "flip": "average over the image's four mirror images (four times the time)",
+    "dihedral": "average over the image's eight quarter turns and mirror images (eight times the time)",
+}
 
 
 @dataclass(frozen=True)
@@ -68,31 +81,39 @@ class Predictor:
         self.max_side = max_side
 
     @torch.inference_mode()
-    def probabilities(self, image: Image.Image, flip: bool = False) -> torch.Tensor:
+    def probabilities(self, image: Image.Image, tta: str = "none") -> torch.Tensor:
         """Per-class probabilities (num_labels, H, W) at the image's size.
 
-        `flip` is test-time augmentation: the image and its three mirror images (left-right, up-down, both) go through
-        the model as one batch, and their logits, mirrored back, are averaged (four times the work).
+        `tta` names the test-time augmentation (`TTA_VIEWS`): every view of the image goes through the model, the
+        mirror images of one orientation as one batch, and their logits, turned back, are averaged.
         """
-        batch = image_to_tensor(resize_for_model(image, self.max_side))[None].to(self.device)
-        if flip:
-            batch = torch.cat([batch.flip(dims) for dims in MIRRORS])
-        logits = self.model(batch.contiguous(memory_format=torch.channels_last))
-        if flip:
-            logits = torch.stack([logits[i].flip(dims) for i, dims in enumerate(MIRRORS)]).mean(0, keepdim=True)
-        return logits_to_probabilities(logits[0], (image.height, image.width))
+        if tta not in TTA_VIEWS:
+            raise ValueError(f"unknown test-time augmentation {tta!r}: choose one of {', '.join(TTA_VIEWS)}")
+        image_tensor = image_to_tensor(resize_for_model(image, self.max_side))[None].to(self.device)
+        logits = []
+        for transposed in (False, True):  # a transposed picture has another shape unless square: its own batch
+            mirrors = [dims for view_transposed, dims in TTA_VIEWS[tta] if view_transposed == transposed]
+            if not mirrors:
+                continue
+            base = image_tensor.transpose(-2, -1) if transposed else image_tensor
+            batch = torch.cat([base.flip(dims) for dims in mirrors]).contiguous(memory_format=torch.channels_last)
+            for view_logits, dims in zip(self.model(batch), mirrors, strict=True):
+                view_logits = view_logits.flip(dims)
+                logits.append(view_logits.transpose(-2, -1) if transposed else view_logits)
+        return logits_to_probabilities(torch.stack(logits).mean(0), (image.height, image.width))
 
     def predict(
-        self, image: Image.Image | str | Path, threshold: float = 0.5, flip: bool = False, min_confidence: float = 0.0
+        self, image: Image.Image | str | Path, threshold: float = 0.5, tta: str = "none", min_confidence: float = 0.0
     ) -> Prediction:
         """Segment one image (a PIL image, or a path read with `load_image`).
 
         `threshold` applies to binary models: the foreground probability a pixel needs to count as foreground.
+        `tta` names the test-time augmentation (`TTA_VIEWS`; `probabilities`).
         `min_confidence` above 0 drops the regions the model is less sure of on average (`drop_unsure_regions`).
         """
         started = time.perf_counter()
         image = image if isinstance(image, Image.Image) and image.mode == "RGB" else load_image(image)
-        probabilities = self.probabilities(image, flip)
+        probabilities = self.probabilities(image, tta)
         mask = probabilities_to_mask(probabilities, threshold)
         probabilities = probabilities.numpy()
         mask = drop_unsure_regions(mask, probabilities, min_confidence)
@@ -100,7 +121,7 @@ class Predictor:
 
 
 def predict_files(
-    predictor: Predictor, paths: Sequence[Path], out: Path, threshold: float, flip: bool, min_confidence: float = 0.0
+    predictor: Predictor, paths: Sequence[Path], out: Path, threshold: float, tta: str, min_confidence: float = 0.0
 ) -> int:
     """Write mask and overlay PNGs for each path; returns how many images failed (each reported on stderr)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -112,12 +133,23 @@ def predict_files(
             print(f"skipped {path}: {error}", file=sys.stderr)
             failures += 1
             continue
-        prediction = predictor.predict(image, threshold, flip, min_confidence)
+        prediction = predictor.predict(image, threshold, tta, min_confidence)
         mask_to_image(prediction.mask).save(out / f"{path.stem}.png")
         overlay(image, prediction.mask).save(out / f"{path.stem}_overlay.png")
         print(f"{path} -> {out / path.stem}.png  ({prediction.foreground_share():.1%} foreground, "
               f"{prediction.seconds * 1000:.0f} ms)")  # fmt: skip
     return failures
+
+
+def add_tta_argument(parser: argparse.ArgumentParser) -> None:
+    """--tta NAME (`TTA_VIEWS`, default none) and --flip, the short form of --tta flip, to a command line."""
+    parser.add_argument(
+        "--tta",
+        choices=list(TTA_VIEWS),
+        default="none",
+        help="test-time augmentation: " + "; ".join(f"{name}: {text}" for name, text in TTA_HELP.items()),
+    )
+    parser.add_argument("--flip", dest="tta", action="store_const", const="flip", help="the same as --tta flip")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -126,9 +158,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for the masks and overlays")
     add_weights_argument(parser)
     parser.add_argument("--threshold", type=float, default=0.5, help="foreground probability cut (binary models)")
-    parser.add_argument(
-        "--flip", action="store_true", help="average over the image's four mirror images (four times the time)"
-    )
+    add_tta_argument(parser)
     add_min_confidence_argument(parser)
     parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, help="shrink larger images to this side")
     args = parser.parse_args(argv)
@@ -149,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except WeightsError as error:  # a message, as evaluate and hub give, not a traceback
         sys.exit(f"error: {error}")
     predictor = Predictor(model, args.max_side)
-    failures = predict_files(predictor, args.images, args.out, args.threshold, args.flip, args.min_confidence)
+    failures = predict_files(predictor, args.images, args.out, args.threshold, args.tta, args.min_confidence)
     sys.exit(1 if failures else 0)
 
 
