@@ -47,7 +47,10 @@ DEFAULT_OPACITY = 0.5
 # Regions the model is less sure of on average are dropped: chosen on the validation set (README, "The shipped
 # model"); 0 shows every region the threshold lets through.
 DEFAULT_MIN_CONFIDENCE = 0.8
-TTA = "dihedral"  # what the test-time augmentation checkbox turns on, also chosen on the validation set
+# Test-time augmentation, on by default: the average over the eight quarter turns and mirror images of the image,
+# chosen on the validation set too (README, "The shipped model"); eight times the work of one forward pass.
+TTA = "dihedral"
+DEFAULT_AUGMENT = True
 MAX_FILE_SIZE = "20mb"
 # One run at a time: a forward pass already uses every core, so a second one would only slow both down.
 CONCURRENCY_LIMIT = 1
@@ -96,13 +99,12 @@ def segment_image(
     ground_truth: ImageInput | None = None,
     threshold: float = DEFAULT_THRESHOLD,
     opacity: float = DEFAULT_OPACITY,
-    augment: bool = False,
+    augment: bool = DEFAULT_AUGMENT,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
 ) -> Outputs:
     """Segment an image and score it against the ground truth when one is given; bad input becomes a `gr.Error`.
 
-    `augment` (the checkbox) turns on the test-time augmentation chosen on the validation set: the average over the
-    eight quarter turns and mirror images (README, "The shipped model").
+    `augment` (the checkbox) turns on the test-time augmentation `TTA`.
     """
     tta = TTA if augment else "none"
     try:
@@ -117,7 +119,7 @@ def segment_new_input(
     ground_truth: ImageInput | None = None,
     threshold: float = DEFAULT_THRESHOLD,
     opacity: float = DEFAULT_OPACITY,
-    augment: bool = False,
+    augment: bool = DEFAULT_AUGMENT,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
 ) -> Outputs:
     """`segment_image` for a new upload; clearing the image clears the results instead of asking for an image."""
@@ -187,6 +189,7 @@ def build_demo(predictor: Predictor, info: WeightsInfo, warning: str | None = No
                     0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="opacity"
                 )
                 augment = gr.Checkbox(
+                    value=DEFAULT_AUGMENT,
                     label="Test-time augmentation: average over the eight quarter turns and mirror images (eight "
                     "times the time)",
                     elem_id="augment",
@@ -242,7 +245,14 @@ def build_demo(predictor: Predictor, info: WeightsInfo, warning: str | None = No
             gr.Examples(
                 # The defaults travel with each example, so a click also resets the sliders the cached result used.
                 examples=[
-                    [str(picture), str(mask), DEFAULT_THRESHOLD, DEFAULT_OPACITY, False, DEFAULT_MIN_CONFIDENCE]
+                    [
+                        str(picture),
+                        str(mask),
+                        DEFAULT_THRESHOLD,
+                        DEFAULT_OPACITY,
+                        DEFAULT_AUGMENT,
+                        DEFAULT_MIN_CONFIDENCE,
+                    ]
                     for picture, mask in examples
                 ],
                 inputs=inputs,

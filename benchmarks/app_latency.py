@@ -3,7 +3,8 @@
 Starts `python app.py` on a free port, measures the seconds until it answers, then calls `/segment` through
 gradio_client with a 512x512 image `--calls` times (after one warm-up call) and prints the median latency: upload,
 queue, preprocessing, forward pass, pictures, PNG files and download of the results, as a client sees them. It does
-so with the demo's default least region confidence and with 0 (every region kept), calls of the two alternating.
+so with the demo's defaults, without test-time augmentation, and without it and with every region kept (least region
+confidence 0), calls of the three alternating.
 """
 
 from __future__ import annotations
@@ -24,9 +25,15 @@ import numpy as np
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from app import DEFAULT_MIN_CONFIDENCE
+from app import DEFAULT_MIN_CONFIDENCE, TTA
 
 ROOT = Path(__file__).resolve().parent.parent
+# The /segment inputs changed from the demo's defaults, by keyword.
+SETTINGS = {
+    f"defaults ({TTA} test-time augmentation, least region confidence {DEFAULT_MIN_CONFIDENCE})": {},
+    "no test-time augmentation": {"augment": False},
+    "neither (one view, every region kept)": {"augment": False, "min_confidence": 0.0},
+}
 
 
 def free_port() -> int:
@@ -79,11 +86,11 @@ def main() -> None:
             startup = wait_until_up(url, server, log, args.timeout)
             client = Client(url, verbose=False)
             client.predict(handle_file(image), None, api_name="/segment")  # warm-up: first forward pass, caches
-            times = {confidence: [] for confidence in (DEFAULT_MIN_CONFIDENCE, 0.0)}
+            times = {name: [] for name in SETTINGS}
             for _ in range(args.calls):
-                for confidence, seconds in times.items():
+                for name, seconds in times.items():
                     started = time.perf_counter()
-                    client.predict(handle_file(image), None, min_confidence=confidence, api_name="/segment")
+                    client.predict(handle_file(image), None, **SETTINGS[name], api_name="/segment")
                     seconds.append(time.perf_counter() - started)
         finally:
             server.terminate()
@@ -92,9 +99,9 @@ def main() -> None:
     print(f"date {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, weights: {args.weights or 'default'}")
     print(f"start-up until the server answers: {startup:.1f} s")
     print(f"/segment with a {args.size}x{args.size} image, end to end through gradio_client:")
-    for confidence, seconds in times.items():
+    for name, seconds in times.items():
         print(
-            f"  least region confidence {confidence}: median {statistics.median(seconds) * 1000:.0f} ms over "
+            f"  {name}: median {statistics.median(seconds) * 1000:.0f} ms over "
             f"{len(seconds)} calls (min {min(seconds) * 1000:.0f}, max {max(seconds) * 1000:.0f})"
         )
 

@@ -123,8 +123,10 @@ def test_segment_without_ground_truth_passes_the_other_inputs(client: Client, sm
 
 def test_the_api_segments_like_unet_demo(client: Client, predictor: Predictor, tmp_path: Path) -> None:
     result = client.predict(handle_file(EXAMPLE_IMAGE), None, api_name="/segment")
-    direct = segment(predictor, EXAMPLE_IMAGE, min_confidence=app.DEFAULT_MIN_CONFIDENCE, downloads=tmp_path)
-    assert result[JSON]["min_confidence"] == app.DEFAULT_MIN_CONFIDENCE
+    direct = segment(
+        predictor, EXAMPLE_IMAGE, tta=app.TTA, min_confidence=app.DEFAULT_MIN_CONFIDENCE, downloads=tmp_path
+    )
+    assert result[JSON]["min_confidence"] == app.DEFAULT_MIN_CONFIDENCE and result[JSON]["tta"] == app.TTA
     with Image.open(result[MASK]) as mask_file:
         np.testing.assert_array_equal(np.asarray(mask_file), direct.mask)
 
@@ -202,7 +204,7 @@ def test_cli_serves_the_given_weights_and_says_when_share_fails(
         wait_until_up(url, process, log)
         result = Client(url, verbose=False).predict(handle_file(EXAMPLE_IMAGE), None, api_name="/segment")
         with Image.open(result[MASK]) as mask_file:
-            direct = segment(predictor, EXAMPLE_IMAGE, min_confidence=app.DEFAULT_MIN_CONFIDENCE)
+            direct = segment(predictor, EXAMPLE_IMAGE, tta=app.TTA, min_confidence=app.DEFAULT_MIN_CONFIDENCE)
             np.testing.assert_array_equal(np.asarray(mask_file), direct.mask)
 
         deadline = time.monotonic() + 30  # the share attempt ends after the server answers

@@ -139,7 +139,12 @@ def test_an_example_loads_its_photo_and_mask_with_their_scores(
     assert page.locator("#threshold input[type=number]").input_value() == "0.5"  # the example's own settings
     model, _ = load_model(weights)
     expected = segment(
-        Predictor(model), EXAMPLE_IMAGE, EXAMPLE_MASK, min_confidence=app.DEFAULT_MIN_CONFIDENCE, downloads=tmp_path
+        Predictor(model),
+        EXAMPLE_IMAGE,
+        EXAMPLE_MASK,
+        tta=app.TTA,
+        min_confidence=app.DEFAULT_MIN_CONFIDENCE,
+        downloads=tmp_path,
     ).scores
     assert 0 < expected["iou"]["per_class"]["foreground"] < 1  # neither all nor nothing: a mix-up would show
     shown = shown_scores(page.locator("#scores").inner_text())

@@ -242,6 +242,9 @@ def test_model_panel_gives_the_test_scores_and_their_settings(loaded: tuple[UNet
     assert expected in panel
     (folder / "eval.json").write_text(json.dumps({**scores, "min_confidence": 0.0}))
     assert "(500 images), evaluated" in model_panel(model, WeightsInfo(source=str(folder), folder=folder))
+    (folder / "eval.json").write_text(json.dumps({**scores, "tta": "dihedral"}))
+    expected = "(500 images, eight quarter turns and mirror images averaged, regions of mean probability below 0.8"
+    assert expected in model_panel(model, WeightsInfo(source=str(folder), folder=folder))
 
 
 def test_model_panel_shows_the_fallback_warning_first(loaded: tuple[UNet, WeightsInfo]) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 from huggingface_hub import ModelCard
 from PIL import Image
 
-from unet.hub import BUNDLED_WEIGHTS, CARD_FILE, CONFIG_FILE, WeightsInfo
+from unet.hub import BUNDLED_WEIGHTS, CARD_FILE, CONFIG_FILE, WeightsInfo, recorded_tta
 from unet.metrics import confusion_counts, dice_from_counts, iou_from_counts, summary
 from unet.model import UNet
 from unet.predict import TTA_VIEWS, Predictor
@@ -368,9 +368,14 @@ def _eval_section(info: WeightsInfo, card: ModelCard | None) -> str:
         rows.append(f"| **mean** | {_cell(scores['iou'].get('mean'))} | {_cell(scores['dice'].get('mean'))} |")
         headline = scores.get("headline", {})
         dropped = scores.get("min_confidence") or 0
+        views = {
+            "flip": ", four mirror images averaged",
+            "dihedral": ", eight quarter turns and mirror images averaged",
+        }
         regions = f", regions of mean probability below {dropped} dropped" if dropped > 0 else ""
         where = (
-            f"on `{scores.get('dataset', '?')}` ({scores.get('num_images', '?')} images{regions}), "
+            f"on `{scores.get('dataset', '?')}` ({scores.get('num_images', '?')} images"
+            f"{views.get(recorded_tta(scores), '')}{regions}), "
             f"evaluated {scores.get('date', '?')} (eval.json)"
         )
         return (

@@ -712,16 +712,21 @@ def _training_section(folder: Path, training: dict | None) -> str:
     return "\n\n".join(lines)
 
 
+def recorded_tta(scores: dict) -> str:
+    """The test-time augmentation an eval.json records (`TTA_VIEWS`); those written before --tta have "flip": bool."""
+    return scores.get("tta", "flip" if scores.get("flip") else "none")
+
+
 def _evaluation_section(scores: dict | None) -> str:
     if not scores:
         return "## Evaluation\n\nNot evaluated yet: run the evaluate CLI and push again with `--eval-json`."
-    tta = scores.get("tta", "flip" if scores.get("flip") else "none")  # eval.json before --tta had "flip": bool
+    tta = recorded_tta(scores)
     augmentation = {
         "none": "without test-time augmentation",
         "flip": "with flip test-time augmentation (the four mirror images averaged: `--tta flip`)",
         "dihedral": "with dihedral test-time augmentation (the eight quarter turns and mirror images averaged: "
         "`--tta dihedral`)",
-    }[tta]
+    }.get(tta, f"with test-time augmentation `--tta {tta}`")
     min_confidence = scores.get("min_confidence") or 0
     regions = (
         f"predicted regions of mean probability below {min_confidence} dropped (`--min-confidence {min_confidence}`)"
