@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import inspect
 import itertools
 import json
 import logging
@@ -54,6 +53,7 @@ from huggingface_hub.utils import validate_repo_id
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from unet.architectures import ARCHITECTURE_KEY, constructor_arguments, model_class
 from unet.model import UNet
 
 log = logging.getLogger("unet.hub")
@@ -270,19 +270,26 @@ def _build_model(config_path: Path, weights_path: Path) -> UNet:
         raise WeightsError(
             f"{config_path.name} is not readable JSON ({error}); save the model with save_pretrained"
         ) from error
-    accepted = [name for name in inspect.signature(UNet.__init__).parameters if name != "self"]
     if not isinstance(config, dict):
+        accepted = constructor_arguments(UNet)
         raise WeightsError(f"{config_path.name} must hold a JSON object of UNet arguments ({', '.join(accepted)})")
-    unknown = sorted(set(config) - set(accepted))
+    try:
+        cls = model_class(config)
+    except KeyError as error:
+        message = f"{config_path.name}: {error.args[0]}; the weights need a newer version of this package"
+        raise WeightsError(message) from None
+    accepted = constructor_arguments(cls)
+    arguments = {key: value for key, value in config.items() if key != ARCHITECTURE_KEY}
+    unknown = sorted(set(arguments) - set(accepted))
     if unknown:
         raise WeightsError(
-            f"{config_path.name} has keys UNet does not take: {', '.join(unknown)} (it takes {', '.join(accepted)}); "
-            "the weights were saved by another model or another version of this package"
+            f"{config_path.name} has keys {cls.__name__} does not take: {', '.join(unknown)} (it takes "
+            f"{', '.join(accepted)}); the weights were saved by another model or another version of this package"
         )
     try:
-        model = UNet(**config)
+        model = cls(**arguments)
     except (TypeError, ValueError, RuntimeError) as error:
-        raise WeightsError(f"{config_path.name} describes no valid UNet: {error}") from error
+        raise WeightsError(f"{config_path.name} describes no valid {cls.__name__}: {error}") from error
 
     try:
         state = load_file(weights_path, device="cpu")
