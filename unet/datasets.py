@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import ClassVar, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -224,3 +224,68 @@ class OxfordPets(_PairDataset):
                 f"the trimap holds values {unknown.tolist()}; an Oxford-IIIT Pet trimap holds only 1, 2 and 3"
             )
         return self._lookup[trimap]
+
+
+CAMVID_SPLITS = ("train", "val", "test")
+CAMVID_VOID = 11  # the annotations' "unlabelled" value, which the literature leaves out of every score
+# The 11 classes of the SegNet split, in the order of their values, and the colours the CamVid papers draw them in.
+CAMVID_CLASSES = ("sky", "building", "pole", "road", "pavement", "tree", "sign/symbol", "fence", "car", "pedestrian",
+                  "bicyclist")  # fmt: skip
+CAMVID_COLORS = ((128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),
+                 (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192))  # fmt: skip
+
+
+def is_camvid(root: Path) -> bool:
+    """True when `root` holds CamVid as the SegNet tutorial distributes it: train/ and trainannot/ side by side."""
+    return (root / "train").is_dir() and (root / "trainannot").is_dir()
+
+
+class CamVid(_PairDataset):
+    """CamVid's street scenes in the SegNet tutorial's layout: `<split>/<name>.png` with `<split>annot/<name>.png`.
+
+    The annotations hold one value a pixel, 0..10 for the classes of `CAMVID_CLASSES` (0 is the sky: there is no
+    background class) and 11 for unlabelled pixels, which become `IGNORE_INDEX`. The SegNet split has 367 train,
+    101 val and 233 test images of 480x360; `python -m unet.camvid` fetches it.
+
+    Args:
+        root: The folder holding `train/`, `trainannot/`, `val/`, `valannot/`, `test/` and `testannot/`.
+        split: "train", "val" or "test".
+        transform: `transform(image, mask) -> (image tensor, mask tensor)`; by default the plain conversion.
+        passes: Each image appears this many times (a training epoch of several passes, each augmented anew).
+
+    Raises:
+        FileNotFoundError: The split's folders are missing.
+        ValueError: The split is not one of its choices, or images and annotations do not pair up.
+    """
+
+    class_names: ClassVar[list[str]] = list(CAMVID_CLASSES)
+    class_colors: ClassVar[list[list[int]]] = [list(color) for color in CAMVID_COLORS]
+    num_labels = len(CAMVID_CLASSES)
+
+    def __init__(
+        self, root: str | Path, split: str = "train", transform: Transform | None = None, passes: int = 1
+    ) -> None:
+        if split not in CAMVID_SPLITS:
+            raise ValueError(f"split must be one of {', '.join(CAMVID_SPLITS)}, got {split!r}")
+        if passes < 1:
+            raise ValueError(f"passes must be 1 or more, got {passes}")
+        self.root, self.split, self.transform, self.passes = Path(root), split, transform, passes
+        folder = PairedFolder(images_dir=self.root / split, masks_dir=self.root / f"{split}annot")
+        self.images_dir, self.masks_dir, self.pairs = folder.images_dir, folder.masks_dir, folder.pairs
+        self._lookup = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+        self._lookup[: self.num_labels] = np.arange(self.num_labels)
+
+    def __len__(self) -> int:
+        return len(self.pairs) * self.passes
+
+    def load_pair(self, index: int) -> tuple[Image.Image, np.ndarray]:
+        return super().load_pair(index % len(self.pairs))
+
+    def _read_mask(self, path: Path) -> np.ndarray:
+        values = np.array(Image.open(path))
+        if values.ndim != 2:
+            raise MaskError(f"a CamVid annotation has one value a pixel, but this one has shape {values.shape}")
+        unknown = np.setdiff1d(np.unique(values), np.arange(CAMVID_VOID + 1))
+        if unknown.size:
+            raise MaskError(f"the annotation holds values {unknown.tolist()}; CamVid's are 0..10 and 11 (void)")
+        return self._lookup[values]
