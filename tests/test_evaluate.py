@@ -185,7 +185,7 @@ def test_cli_end_to_end(data: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert list(report) == [
         "dataset", "images", "masks", "num_images", "threshold", "tta", "min_confidence", "max_side", "weights",
         "class_names",
-        "iou", "dice", "headline", "errors", "date", "seconds",
+        "iou", "dice", "headline", "accuracy", "errors", "date", "seconds",
     ]  # fmt: skip
     assert report["dataset"] == "data"  # the images folder's parent
     assert (report["images"], report["masks"], report["weights"]) == (str(images), str(masks), str(weights))

@@ -9,6 +9,7 @@ import torch
 
 from unet.metrics import (
     ConfusionMeter,
+    accuracy_from_counts,
     confusion_counts,
     dice,
     dice_from_counts,
@@ -281,3 +282,28 @@ def test_soft_dice_loss_half_precision_logits_give_a_float32_loss():
 def test_soft_dice_loss_bad_inputs(logits, target, message):
     with pytest.raises(ValueError, match=message):
         soft_dice_loss(logits, target)
+
+
+def test_literature_accuracies_by_hand():
+    """4x4, three classes, 16 pixels, 3 wrong: each class has one pixel taken by another."""
+    counts = confusion_counts(PRED_4X4, TARGET_4X4, 3)
+    global_accuracy, per_class = accuracy_from_counts(counts)
+    assert global_accuracy == 13 / 16
+    np.testing.assert_allclose(per_class, [3 / 4, 3 / 4, 7 / 8])
+    report = summary(iou_from_counts(counts), dice_from_counts(counts), ["sky", "road", "car"], counts)
+    assert report["accuracy"]["global"] == 13 / 16
+    assert report["accuracy"]["class_average"] == pytest.approx((3 / 4 + 3 / 4 + 7 / 8) / 3)
+    assert report["accuracy"]["per_class"]["car"] == 7 / 8
+    # mIoU, the literature's headline: tp / (tp + fp + fn) per class, then the mean.
+    assert report["headline"]["iou"] == pytest.approx((3 / 4 + 3 / 6 + 7 / 9) / 3)
+
+
+def test_accuracies_leave_ignored_pixels_and_absent_classes_out():
+    target = np.array([[0, 0, 255], [1, 1, 255]])
+    pred = np.array([[0, 1, 2], [1, 1, 0]])  # class 2 is predicted once, on an ignored pixel: not counted
+    global_accuracy, per_class = accuracy_from_counts(confusion_counts(pred, target, 3))
+    assert global_accuracy == 3 / 4
+    assert per_class[0] == 1 / 2 and per_class[1] == 1 and math.isnan(per_class[2])
+    report = summary(*[np.array([0.5, 0.5, np.nan])] * 2, ["a", "b", "c"], confusion_counts(pred, target, 3))
+    assert report["accuracy"]["class_average"] == 3 / 4 and report["accuracy"]["per_class"]["c"] is None
+    assert "accuracy" not in summary(*[np.array([0.5, 0.5, np.nan])] * 2, ["a", "b", "c"])

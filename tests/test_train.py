@@ -356,7 +356,7 @@ def test_augmentation_flags_reach_the_transform_at_every_size(data: tuple[Path, 
     flags = ["--crop-scale", "0.25,0.75", "--jpeg", "0.5", "--jpeg-quality", "60,90"]
     args = build_parser().parse_args(["--data", str(data[0]), "--out", "o", *flags])
     assert (args.crop_scale, args.jpeg, args.jpeg_quality) == ((0.25, 0.75), 0.5, (60, 90))
-    train_set, _, _ = build_data(args)
+    train_set, *_ = build_data(args)
 
     def random_crop(dataset) -> v2.RandomResizedCrop:
         base = dataset.dataset if isinstance(dataset, Subset) else dataset

