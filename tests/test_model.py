@@ -90,7 +90,8 @@ def test_save_and_load_round_trip(tmp_path: Path, config: dict) -> None:
     model.eval()
     model.save_pretrained(tmp_path)
 
-    assert json.loads((tmp_path / "config.json").read_text()) == {"class_names": None, **config}
+    expected = {"class_names": None, "class_colors": None, "background_class": 0, **config}
+    assert json.loads((tmp_path / "config.json").read_text()) == expected
     assert (tmp_path / "model.safetensors").is_file()
 
     loaded = UNet.from_pretrained(tmp_path, strict=True).eval()
@@ -117,6 +118,8 @@ def test_config_json_holds_the_default_arguments(tmp_path: Path) -> None:
         "upsampling": "bilinear",
         "norm": "batch",
         "class_names": None,
+        "class_colors": None,
+        "background_class": 0,
     }
 
 

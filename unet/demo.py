@@ -175,9 +175,13 @@ def scores_markdown(scores: dict[str, Any]) -> str:
     else:
         parts.append("Add the ground-truth mask to see IoU and Dice.")
     width, height = scores["image_size"]
+    if scores["foreground_share"] is not None:
+        content = f"Foreground: **{scores['foreground_share']:.1%}** of the {width}×{height} image"
+    else:  # no background class: say what the picture holds most
+        top = list(scores["class_shares"].items())[:4]
+        content = f"The {width}×{height} image: " + ", ".join(f"{name} **{share:.0%}**" for name, share in top)
     parts.append(
-        f"Foreground: **{scores['foreground_share']:.1%}** of the {width}×{height} image · "
-        f"model {scores['seconds'] * 1000:.0f} ms · in all {scores['total_seconds'] * 1000:.0f} ms"
+        f"{content} · model {scores['seconds'] * 1000:.0f} ms · in all {scores['total_seconds'] * 1000:.0f} ms"
     )
     return "\n\n".join(parts)
 
@@ -252,14 +256,16 @@ def segment(
     truth = read_ground_truth(ground_truth, picture.size, model.num_labels)
 
     prediction = predictor.predict(picture, threshold=threshold, tta=tta, min_confidence=min_confidence)
-    full_overlay = overlay(picture, prediction.mask, alpha=opacity)
+    style = {"class_colors": model.class_colors, "background_class": model.background_class}
+    full_overlay = overlay(picture, prediction.mask, opacity, **style)
     shown = resize_for_model(picture, DISPLAY_MAX_SIDE)
     scores: dict[str, Any] = {}
     truth_overlay = errors = None
     if truth is not None:
         scores = score(prediction.mask, truth, model.class_names)
-        truth_overlay = resize_for_model(overlay(picture, truth, alpha=opacity), DISPLAY_MAX_SIDE)
-        errors = resize_for_model(error_map(prediction.mask, truth, picture), DISPLAY_MAX_SIDE)
+        truth_overlay = resize_for_model(overlay(picture, truth, opacity, **style), DISPLAY_MAX_SIDE)
+        errors = error_map(prediction.mask, truth, picture, background_class=model.background_class)
+        errors = resize_for_model(errors, DISPLAY_MAX_SIDE)
 
     folder = Path(downloads) if downloads is not None else Path(tempfile.gettempdir()) / "unet-demo"
     prune_downloads(folder)
@@ -270,8 +276,10 @@ def segment(
     mask_to_image(prediction.mask).save(mask_file, format="PNG")
     full_overlay.save(overlay_file, format="PNG", compress_level=1)  # fast; the picture is big and photo-like
 
+    background = model.background_class
     scores.update(
-        foreground_share=prediction.foreground_share(),
+        foreground_share=None if background is None else prediction.foreground_share(background),
+        class_shares=prediction.class_shares(model.class_names),
         image_size=[picture.width, picture.height],
         threshold=threshold if model.is_binary else None,
         tta=tta,

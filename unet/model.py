@@ -93,6 +93,9 @@ class UNet(
         norm: Normalization after each conv: "batch", "group" or "none".
         class_names: One name a class of the predicted masks, background first (default: "background",
             "foreground" for a binary model; "background", "class_1", ... otherwise).
+        class_colors: One RGB colour a class, for every picture of a mask (default: the package's palette).
+        background_class: The class that means "nothing here", which pictures leave undrawn (0); None when every
+            class is something.
     """
 
     def __init__(
@@ -104,6 +107,8 @@ class UNet(
         upsampling: Upsampling = "bilinear",
         norm: Normalization = "batch",
         class_names: list[str] | None = None,
+        class_colors: list[tuple[int, int, int]] | None = None,
+        background_class: int | None = 0,
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -122,6 +127,12 @@ class UNet(
             raise ValueError(
                 f"class_names has {len(self.class_names)} names but the model predicts {self.num_labels} classes"
             )
+        self.class_colors = [tuple(color) for color in class_colors] if class_colors else None
+        if self.class_colors is not None and len(self.class_colors) != self.num_labels:
+            raise ValueError(f"class_colors has {len(self.class_colors)} colours for {self.num_labels} classes")
+        if background_class is not None and not 0 <= background_class < self.num_labels:
+            raise ValueError(f"background_class must be a class index or None, got {background_class}")
+        self.background_class = background_class
 
         widths = [base_width * 2**level for level in range(depth + 1)]  # e.g. 16, 32, 64, 128, 256
         self.inc = DoubleConv(in_channels, widths[0], norm)

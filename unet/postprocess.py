@@ -18,15 +18,21 @@ import argparse
 import numpy as np
 
 from unet.instances import connected_components
+from unet.preprocessing import IGNORE_INDEX
 
 
-def drop_unsure_regions(mask: np.ndarray, probabilities: np.ndarray, min_confidence: float) -> np.ndarray:
-    """Set to background (0) every connected region whose mean probability of its class is below `min_confidence`.
+def drop_unsure_regions(
+    mask: np.ndarray, probabilities: np.ndarray, min_confidence: float, background_class: int | None = 0
+) -> np.ndarray:
+    """Set to background every connected region whose mean probability of its class is below `min_confidence`.
 
     Args:
-        mask: Class indices (H, W), as `probabilities_to_mask` gives them; 0 is background and never dropped.
+        mask: Class indices (H, W), as `probabilities_to_mask` gives them.
         probabilities: Per-class probabilities (num_labels, H, W) behind the mask.
         min_confidence: From 0 (keep every region: the mask is returned unchanged) to 1.
+        background_class: The class a dropped region becomes, itself never dropped. None for a model without one
+            (a street scene's class 0 is the sky): every class can be dropped, and a dropped region becomes
+            unlabelled (`IGNORE_INDEX`), which pictures draw as such and scores count as missed.
 
     Returns:
         A new uint8 mask (H, W); regions are 8-connected and judged per class.
@@ -40,15 +46,16 @@ def drop_unsure_regions(mask: np.ndarray, probabilities: np.ndarray, min_confide
     cleaned = mask.astype(np.uint8, copy=True)
     if min_confidence == 0.0:
         return cleaned
+    dropped = IGNORE_INDEX if background_class is None else background_class
     for label in np.unique(mask):
-        if label == 0:
+        if label == background_class:
             continue
         regions, count = connected_components(mask == label)
         # Mean probability of `label` over each region: sums per region id, divided by the region's area.
         sums = np.bincount(regions.ravel(), weights=probabilities[label].ravel(), minlength=count + 1)
         areas = np.bincount(regions.ravel(), minlength=count + 1)
         unsure = sums[1:] < min_confidence * areas[1:]
-        cleaned[np.isin(regions, np.flatnonzero(unsure) + 1)] = 0
+        cleaned[np.isin(regions, np.flatnonzero(unsure) + 1)] = dropped
     return cleaned
 
 

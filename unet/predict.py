@@ -60,9 +60,15 @@ class Prediction:
     probabilities: np.ndarray  # (num_labels, H, W) float32
     seconds: float
 
-    def foreground_share(self) -> float:
-        """Share of pixels given a class other than background (0)."""
-        return float((self.mask > 0).mean())
+    def foreground_share(self, background_class: int = 0) -> float:
+        """Share of pixels given a class other than the background class."""
+        return float((self.mask != background_class).mean())
+
+    def class_shares(self, class_names: Sequence[str]) -> dict[str, float]:
+        """Share of the pixels given each class, largest first; classes given no pixel are left out."""
+        counts = np.bincount(self.mask.ravel(), minlength=len(class_names))[: len(class_names)]
+        shares = {name: float(count / self.mask.size) for name, count in zip(class_names, counts, strict=True)}
+        return dict(sorted(((name, share) for name, share in shares.items() if share > 0), key=lambda kv: -kv[1]))
 
 
 class Predictor:
@@ -116,7 +122,7 @@ class Predictor:
         probabilities = self.probabilities(image, tta)
         mask = probabilities_to_mask(probabilities, threshold)
         probabilities = probabilities.numpy()
-        mask = drop_unsure_regions(mask, probabilities, min_confidence)
+        mask = drop_unsure_regions(mask, probabilities, min_confidence, self.model.background_class)
         return Prediction(mask, probabilities, time.perf_counter() - started)
 
 
@@ -134,10 +140,17 @@ def predict_files(
             failures += 1
             continue
         prediction = predictor.predict(image, threshold, tta, min_confidence)
+        model = predictor.model
         mask_to_image(prediction.mask).save(out / f"{path.stem}.png")
-        overlay(image, prediction.mask).save(out / f"{path.stem}_overlay.png")
-        print(f"{path} -> {out / path.stem}.png  ({prediction.foreground_share():.1%} foreground, "
-              f"{prediction.seconds * 1000:.0f} ms)")  # fmt: skip
+        overlay(image, prediction.mask, 0.5, model.class_colors, model.background_class).save(
+            out / f"{path.stem}_overlay.png"
+        )
+        if model.background_class is None:  # every class is something: say which the picture holds most
+            top = list(prediction.class_shares(model.class_names).items())[:3]
+            content = ", ".join(f"{name} {share:.0%}" for name, share in top)
+        else:
+            content = f"{prediction.foreground_share(model.background_class):.1%} foreground"
+        print(f"{path} -> {out / path.stem}.png  ({content}, {prediction.seconds * 1000:.0f} ms)")
     return failures
 
 

@@ -1,6 +1,9 @@
 """Pictures of masks and results, drawn with Pillow and NumPy only, for the app, evaluation, training and the README.
 
-Masks are `(H, W)` arrays of class indices, 0 is background and `IGNORE_INDEX` (255) marks pixels without a label.
+Masks are `(H, W)` arrays of class indices and `IGNORE_INDEX` (255) marks pixels without a label. Which class, if
+any, is background (left undrawn) and which colour each class gets are the model's (`background_class`,
+`class_colors`): by default class 0 is background and the colours are `PALETTE`'s. A street-scene model has no
+background (its class 0 is the sky) and brings the colours its data set's papers draw.
 """
 
 from __future__ import annotations
@@ -67,6 +70,18 @@ def _lookup_table() -> np.ndarray:
 _COLORS = _lookup_table()
 
 
+def color_table(class_colors: Sequence[Sequence[int]] | None = None) -> np.ndarray:
+    """A (256, 3) uint8 colour for every class index: `class_colors` for the first classes (the default palette
+    when None), ignored pixels grey, or black where grey is a class's own colour (as CamVid's sky is)."""
+    if class_colors is None:
+        return _COLORS
+    table = _COLORS.copy()
+    table[: len(class_colors)] = np.asarray(class_colors, dtype=np.uint8)
+    if any(tuple(color) == IGNORE_COLOR for color in class_colors):
+        table[IGNORE_INDEX] = (0, 0, 0)
+    return table
+
+
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
@@ -86,44 +101,59 @@ def _check_mask(mask: np.ndarray, image: Image.Image | None = None, name: str = 
     return mask
 
 
-def colorize(mask: np.ndarray) -> Image.Image:
-    """Colour a class-index mask: class i gets `PALETTE[i]`, ignored pixels grey.
+def colorize(mask: np.ndarray, class_colors: Sequence[Sequence[int]] | None = None) -> Image.Image:
+    """Colour a class-index mask: class i gets `class_colors[i]` (by default `PALETTE[i]`), ignored pixels grey.
 
     Args:
         mask: `(H, W)` integer array of class indices.
+        class_colors: One RGB colour a class (`color_table`).
 
     Returns:
         An RGB image of the same size.
     """
     mask = _check_mask(mask)
-    return Image.fromarray(_COLORS[mask.astype(np.uint8)], mode="RGB")
+    return Image.fromarray(color_table(class_colors)[mask.astype(np.uint8)], mode="RGB")
 
 
-def _inner_edges(mask: np.ndarray, width: int) -> np.ndarray:
-    """Pixels of a foreground region that touch another class, thickened to `width` pixels."""
+def _drawn(mask: np.ndarray, background_class: int | None) -> np.ndarray:
+    """Where a mask is drawn: everywhere but the background class (everywhere when there is none)."""
+    return np.ones(mask.shape, dtype=bool) if background_class is None else mask != background_class
+
+
+def _inner_edges(mask: np.ndarray, width: int, background_class: int | None = 0) -> np.ndarray:
+    """Pixels of a drawn region that touch another class, thickened to `width` pixels."""
     padded = np.pad(mask, 1, mode="edge")
     edge = np.zeros(mask.shape, dtype=bool)
     for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):  # 4-neighbours in the padded array
         edge |= padded[dy : dy + mask.shape[0], dx : dx + mask.shape[1]] != mask
-    edge &= mask != 0
+    drawn = _drawn(mask, background_class)
+    edge &= drawn
     if width > 1:
         # Grow the edge inwards only: a max filter, then keep what lies inside the same foreground.
         grown = Image.fromarray(edge.astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(2 * (width // 2) + 1))
-        edge = (np.asarray(grown) > 0) & (mask != 0)
+        edge = (np.asarray(grown) > 0) & drawn
     return edge
 
 
-def overlay(image: Image.Image, mask: np.ndarray, alpha: float = 0.5) -> Image.Image:
-    """Blend the foreground classes of `mask` over `image` and outline each region.
+def overlay(
+    image: Image.Image,
+    mask: np.ndarray,
+    alpha: float = 0.5,
+    class_colors: Sequence[Sequence[int]] | None = None,
+    background_class: int | None = 0,
+) -> Image.Image:
+    """Blend the classes of `mask` over `image` and outline each region.
 
-    Background (0) is left as it is; every other class, ignored pixels included (grey), is mixed with its colour at
-    `alpha`, and the inner edge of each region is drawn in the class colour at full strength so that the outline
-    reads even at low `alpha`.
+    The background class is left as it is; every other class, ignored pixels included (grey), is mixed with its
+    colour at `alpha`, and the inner edge of each region is drawn in the class colour at full strength so that the
+    outline reads even at low `alpha`.
 
     Args:
         image: the picture the mask belongs to.
         mask: `(H, W)` integer array of class indices, the size of `image`.
         alpha: opacity of the class colours, from 0 (image only) to 1 (colours only).
+        class_colors: One RGB colour a class (`color_table`); the default palette when None.
+        background_class: The class left undrawn; None draws every class.
 
     Returns:
         An RGB image of the same size.
@@ -131,31 +161,38 @@ def overlay(image: Image.Image, mask: np.ndarray, alpha: float = 0.5) -> Image.I
     image = image.convert("RGB")
     mask = _check_mask(mask, image)
     pixels = np.asarray(image, dtype=np.float32)
-    colors = _COLORS[mask.astype(np.uint8)].astype(np.float32)
-    foreground = (mask != 0)[..., None]
-    out = np.where(foreground, (1 - alpha) * pixels + alpha * colors, pixels)
-    edge = _inner_edges(mask, width=max(1, min(mask.shape) // 300))
+    colors = color_table(class_colors)[mask.astype(np.uint8)].astype(np.float32)
+    drawn = _drawn(mask, background_class)[..., None]
+    out = np.where(drawn, (1 - alpha) * pixels + alpha * colors, pixels)
+    edge = _inner_edges(mask, max(1, min(mask.shape) // 300), background_class)
     out[edge] = colors[edge]
     return Image.fromarray(np.rint(out).astype(np.uint8), mode="RGB")
 
 
 def error_map(
-    pred: np.ndarray, target: np.ndarray, image: Image.Image | None = None, alpha: float = 0.6
+    pred: np.ndarray,
+    target: np.ndarray,
+    image: Image.Image | None = None,
+    alpha: float = 0.6,
+    background_class: int | None = 0,
 ) -> Image.Image:
     """Colour every pixel by how the prediction compares with the ground truth (see `ERROR_COLORS`).
 
-    - true positive: `pred == target` and both are foreground (not 0);
+    - true positive: `pred == target` and both are foreground (not the background class);
     - false positive: `pred` is foreground but differs from `target` (a wrong foreground class counts here);
     - false negative: `target` is foreground and `pred` is background;
     - true negative: both are background, shown as the dimmed image (black without an image);
     - ignored: `target == IGNORE_INDEX`, grey.
-    For a binary mask these are the usual foreground counts.
+    For a binary mask these are the usual foreground counts. Without a background class (`background_class` None)
+    every labelled pixel is a true positive or, given another class, a false positive; a pixel the prediction left
+    unlabelled (`IGNORE_INDEX`) is a false negative.
 
     Args:
         pred: `(H, W)` predicted class indices.
         target: `(H, W)` ground-truth class indices, the same size.
         image: optional picture underneath; without one the colours are drawn on black.
         alpha: opacity of the error colours over the dimmed image.
+        background_class: the class that means "nothing here"; None when every class is something.
 
     Returns:
         An RGB image of the masks' size.
@@ -165,10 +202,11 @@ def error_map(
     if pred.shape != target.shape:
         raise ValueError(f"pred has shape {pred.shape} but target has shape {target.shape}: they must be the same")
     ignored = target == IGNORE_INDEX
+    empty = IGNORE_INDEX if background_class is None else background_class  # what "predicted nothing" is
     categories = {
-        "true positive": (pred == target) & (target != 0),
-        "false positive": (pred != 0) & (pred != target),
-        "false negative": (target != 0) & (pred == 0),
+        "true positive": (pred == target) & (target != empty),
+        "false positive": (pred != empty) & (pred != target),
+        "false negative": (target != empty) & (pred == empty),
     }
     if image is None:
         base = np.zeros((*pred.shape, 3), dtype=np.float32)
