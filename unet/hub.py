@@ -610,7 +610,11 @@ def _first_line(error: BaseException) -> str:
 
 
 def build_model_card(
-    folder: str | Path, eval_json: dict | None = None, repo_id: str | None = None, notes: str | None = None
+    folder: str | Path,
+    eval_json: dict | None = None,
+    repo_id: str | None = None,
+    notes: str | None = None,
+    license: str = "mit",
 ) -> str:
     """The README.md model card of a checkpoint folder: YAML metadata, then how it was trained, scored and loaded.
 
@@ -621,6 +625,8 @@ def build_model_card(
         repo_id: The Hub repo the card is for, `USER/NAME`; a placeholder when None.
         notes: Markdown placed after the intended use: what the training data is, what the model can and cannot be
             expected to segment, the commands that rebuild it.
+        license: The weights' licence, a Hub licence id: "mit" like the code, or the training data's where it
+            binds the weights (CamVid's "cc-by-nc-4.0").
 
     Returns:
         The card's text.
@@ -635,7 +641,7 @@ def build_model_card(
         datasets = sorted({*datasets, scores["dataset"]})
     metadata = ModelCardData(
         library_name="unet",
-        license="mit",
+        license=license,
         pipeline_tag="image-segmentation",
         tags=["unet", "semantic-segmentation", "pytorch", "safetensors"],
         datasets=datasets or None,
@@ -645,9 +651,12 @@ def build_model_card(
     name = repo_id.split("/")[-1]
     binary = config.get("num_classes", 1) == 1
     task = "binary (foreground / background)" if binary else f"{config.get('num_classes')}-class"
+    network = "A U-Net (Ronneberger et al., 2015)"
+    if config.get(ARCHITECTURE_KEY) == "lite-unet":
+        network += " whose contracting path is EfficientNet-Lite0 (Tan and Le, 2019), pretrained on ImageNet,"
     sections = [
         f"# {name}",
-        f"A U-Net (Ronneberger et al., 2015) for {task} semantic segmentation of RGB images of any size, "
+        f"{network} for {task} semantic segmentation of RGB images of any size, "
         f"{_parameter_count(config)} parameters, trained with this project's `unet` package. "
         f"The weights are `{WEIGHTS_FILE}`; `{CONFIG_FILE}` holds the architecture.",
         "## Intended use\n\n"
@@ -696,6 +705,7 @@ def _eval_results(scores: dict) -> list[EvalResult]:
             metric_value=value,
         )
         for metric_type, metric_name, value in metrics
+        if value is not None  # a class absent from the test set has no score
     ]
 
 
@@ -747,9 +757,19 @@ def _evaluation_section(scores: dict | None) -> str:
     )
     rows = ["| class | IoU | Dice |", "|---|---|---|"]
     for class_name, iou in scores["iou"]["per_class"].items():
-        rows.append(f"| {class_name} | {iou:.4f} | {scores['dice']['per_class'][class_name]:.4f} |")
+        if iou is None:  # in neither the truth nor the prediction of any test image
+            rows.append(f"| {class_name} | — | — |")
+        else:
+            rows.append(f"| {class_name} | {iou:.4f} | {scores['dice']['per_class'][class_name]:.4f} |")
     rows.append(f"| **mean** | {scores['iou']['mean']:.4f} | {scores['dice']['mean']:.4f} |")
     headline = f"Headline: IoU {scores['headline']['iou']:.4f}, Dice {scores['headline']['dice']:.4f}."
+    accuracy = scores.get("accuracy")
+    if accuracy and len(scores["iou"]["per_class"]) > 2:
+        headline = (
+            f"Headline, as the multi-class literature reports it: mIoU {scores['headline']['iou']:.4f} (over the "
+            f"classes, unlabelled pixels left out), global pixel accuracy {accuracy['global']:.4f}, class-average "
+            f"accuracy {accuracy['class_average']:.4f}; mean Dice {scores['headline']['dice']:.4f}."
+        )
     return "\n\n".join([header, "\n".join(rows), headline])
 
 
@@ -763,7 +783,8 @@ def _parameter_count(config: dict) -> str:
     """The number of trainable weights of the UNet `config` describes ("an unknown number of" without config)."""
     if not config:
         return "an unknown number of"
-    return f"{sum(parameter.numel() for parameter in UNet(**config).parameters()):,}"
+    arguments = {key: value for key, value in config.items() if key != ARCHITECTURE_KEY}
+    return f"{sum(parameter.numel() for parameter in model_class(config)(**arguments).parameters()):,}"
 
 
 def _read_json(path: Path) -> dict | None:
@@ -776,7 +797,12 @@ def _read_json(path: Path) -> dict | None:
 
 
 def prepare_upload(
-    folder: str | Path, repo_id: str, out: str | Path, eval_json: dict | None = None, notes: str | None = None
+    folder: str | Path,
+    repo_id: str,
+    out: str | Path,
+    eval_json: dict | None = None,
+    notes: str | None = None,
+    license: str = "mit",
 ) -> list[Path]:
     """Write into `out` exactly what a push uploads: the checkpoint's files and a generated README.md.
 
@@ -786,6 +812,7 @@ def prepare_upload(
         out: The folder to write; it may hold only files a push writes (earlier dry runs).
         eval_json: The evaluate CLI's JSON; default the folder's eval.json. Written as eval.json when given.
         notes: Markdown for the card (`build_model_card`).
+        license: The weights' Hub licence id (`build_model_card`).
 
     Returns:
         The files written, sorted.
@@ -804,7 +831,7 @@ def prepare_upload(
             (out / name).write_text(json.dumps(eval_json, indent=1) + "\n")
         else:
             shutil.copyfile(folder / name, out / name)
-    (out / CARD_FILE).write_text(build_model_card(folder, eval_json, repo_id, notes), encoding="utf-8")
+    (out / CARD_FILE).write_text(build_model_card(folder, eval_json, repo_id, notes, license), encoding="utf-8")
     return sorted(out / name for name in [*names, CARD_FILE])
 
 
@@ -815,6 +842,7 @@ def push(
     private: bool = False,
     eval_json: dict | None = None,
     notes: str | None = None,
+    license: str = "mit",
 ) -> str:
     """Upload a checkpoint folder and its model card to the Hub; return the new commit's sha.
 
@@ -824,13 +852,14 @@ def push(
         private: Create the repo private (an existing repo keeps its visibility).
         eval_json: The evaluate CLI's JSON; default the folder's eval.json.
         notes: Markdown for the card (`build_model_card`).
+        license: The weights' Hub licence id (`build_model_card`).
 
     Returns:
         The sha of the commit that holds the upload.
     """
     api = HfApi()
     with tempfile.TemporaryDirectory(prefix="unet-hub-") as staging:
-        prepare_upload(folder, repo_id, staging, eval_json, notes)
+        prepare_upload(folder, repo_id, staging, eval_json, notes, license)
         api.create_repo(repo_id, private=private, exist_ok=True)
         commit = api.upload_folder(
             repo_id=repo_id, folder_path=staging, commit_message=f"Upload U-Net weights from {Path(folder).name}"
@@ -862,6 +891,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="PATH",
         help="a Markdown file for the card: the training data, what the model is and is not for, how to rebuild it",
     )
+    push_parser.add_argument(
+        "--license",
+        default="mit",
+        help="the weights' licence as a Hub licence id (default mit; cc-by-nc-4.0 for weights trained on CamVid)",
+    )
     push_parser.add_argument("--private", action="store_true", help="create the repo private")
     push_parser.add_argument("--dry-run", action="store_true", help="write what would be uploaded; upload nothing")
     push_parser.add_argument(
@@ -878,11 +912,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         notes = args.notes.read_text(encoding="utf-8") if args.notes else None
         if args.dry_run:
             out = args.out or Path(tempfile.mkdtemp(prefix="unet-hub-dry-run-"))
-            files = prepare_upload(args.weights, args.repo_id, out, eval_json, notes)
+            files = prepare_upload(args.weights, args.repo_id, out, eval_json, notes, args.license)
             print(f"Dry run: would upload to {args.repo_id} the {len(files)} files in {out}:")
             print("\n".join(f"  {path.name}" for path in files))
         else:
-            commit = push(args.weights, args.repo_id, private=args.private, eval_json=eval_json, notes=notes)
+            commit = push(
+                args.weights, args.repo_id, private=args.private, eval_json=eval_json, notes=notes, license=args.license
+            )
             print(f"Uploaded to {constants.ENDPOINT}/{args.repo_id} at commit {commit}.")
             print(f'Load it with unet.load_model("{args.repo_id}@{commit}") or --weights {args.repo_id}@{commit}')
     except (WeightsError, ValueError, OSError, httpx2.HTTPError) as error:
