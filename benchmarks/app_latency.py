@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument(
         "--weights",
         metavar="FOLDER|USER/NAME[@REV]",
-        help="passed to app.py (default: app.py's own, $UNET_WEIGHTS, else the bundled checkpoints/)",
+        help="passed to app.py (default: app.py's own, $UNET_WEIGHTS, else the bundled checkpoints/composites/)",
     )
     parser.add_argument("--calls", type=int, default=20, help="timed /segment calls (the median is printed)")
     parser.add_argument("--size", type=int, default=512, help="side of the square test image, in pixels")

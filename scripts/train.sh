@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Rebuild the shipped model from nothing: the data, the training, the test scores and the checkpoints/ folder.
+# Rebuild the shipped model from nothing: the data, the training, the test scores and the checkpoints/composites/ folder.
 #   bash scripts/train.sh            about 80 minutes on a 2-core CPU (minutes on a GPU)
 # The shipped model was trained in bf16; on a CPU without native bf16 this trains a shorter fp32 recipe (below).
-# Each step's output stays in data/ and runs/shipped/ (both git-ignored); the last step replaces checkpoints/.
+# Each step's output stays in data/ and runs/shipped/ (both git-ignored); the last step replaces checkpoints/composites/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -46,9 +46,9 @@ $python -m unet.train --data data/composites --out "$run" --seed 0 \
 $python -m unet.evaluate --weights "$run/best" --images data/composites/test/images \
   --masks data/composites/test/masks --dataset composites-test --tta dihedral --min-confidence 0.8 --out "$run/eval"
 
-# checkpoints/ becomes exactly what a Hub push would upload: config, safetensors, card, arguments, scores, history,
+# checkpoints/composites/ becomes exactly what a Hub push would upload: config, safetensors, card, arguments, scores, history,
 # curves.
 cp "$run/curves.png" "$run/history.json" "$run/best/"
-rm -rf checkpoints
+rm -rf checkpoints/composites
 $python -m unet.hub push --repo-id unet-tutorial/unet-composites --weights "$run/best" \
-  --eval-json "$run/eval/eval.json" --notes docs/model-card-notes.md --dry-run --out checkpoints
+  --eval-json "$run/eval/eval.json" --notes docs/model-card-notes.md --dry-run --out checkpoints/composites

@@ -3,7 +3,7 @@
 A weights folder is what `UNet.save_pretrained` writes: `config.json` (the constructor arguments) beside
 `model.safetensors`. `load_model` takes such a folder or a Hub repo id `user/name[@revision]`; every failure becomes
 a `WeightsError` that says what happened and what to do. Every CLI and the app choose weights the same way
-(`--weights`, else `$UNET_WEIGHTS`, else the bundled `checkpoints/`), and the app falls back to the bundled model
+(`--weights`, else `$UNET_WEIGHTS`, else the bundled `checkpoints/composites/`), and the app falls back to the bundled model
 when other weights fail (`load_model_with_fallback`).
 
     python -m unet.hub push --repo-id USER/NAME [--weights FOLDER] [--eval-json PATH] [--private] [--dry-run]
@@ -58,7 +58,7 @@ from unet.model import UNet
 
 log = logging.getLogger("unet.hub")
 
-BUNDLED_WEIGHTS = Path(__file__).resolve().parent.parent / "checkpoints"
+BUNDLED_WEIGHTS = Path(__file__).resolve().parent.parent / "checkpoints" / "composites"
 WEIGHTS_ENV = "UNET_WEIGHTS"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -119,7 +119,7 @@ class WeightsInfo:
 
 
 def resolve_weights(cli_value: str | None) -> str:
-    """The weights to load: the CLI value, else `$UNET_WEIGHTS`, else the bundled `checkpoints/` folder."""
+    """The weights to load: the CLI value, else `$UNET_WEIGHTS`, else the bundled `checkpoints/composites/` folder."""
     for value in (cli_value, os.environ.get(WEIGHTS_ENV)):
         if value and value.strip():
             return value.strip()
@@ -133,7 +133,7 @@ def add_weights_argument(parser: argparse.ArgumentParser) -> None:
         metavar="FOLDER|USER/NAME[@REV]",
         help=f"weights to load: a folder with {CONFIG_FILE} + {WEIGHTS_FILE}, or a Hugging Face Hub repo id "
         f"USER/NAME[@REVISION] (pin a commit sha for reproducible results); default: ${WEIGHTS_ENV}, "
-        f"else the bundled {BUNDLED_WEIGHTS.name}/ model",
+        f"else the bundled checkpoints/{BUNDLED_WEIGHTS.name}/ model",
     )
 
 
@@ -877,7 +877,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         type=Path,
         default=BUNDLED_WEIGHTS,
         metavar="FOLDER",
-        help=f"checkpoint folder to upload (default: the bundled {BUNDLED_WEIGHTS.name}/)",
+        help=f"checkpoint folder to upload (default: the bundled checkpoints/{BUNDLED_WEIGHTS.name}/)",
     )
     push_parser.add_argument(
         "--eval-json",
