@@ -1,7 +1,8 @@
 """The page in a real Chromium: upload an example and its mask, run, and check the IoU and Dice the page shows.
 
 The app serves a tiny seeded model, or the weights in $UNET_WEIGHTS when set. The full-page screenshot goes to
-$UNET_SCREENSHOT when set (the README's picture: `UNET_WEIGHTS=checkpoints/composites UNET_SCREENSHOT=PATH pytest -m browser`).
+$UNET_SCREENSHOT when set (the README's picture:
+`UNET_WEIGHTS=checkpoints/composites UNET_SCREENSHOT=PATH pytest -m browser`).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 A weights folder is what `UNet.save_pretrained` writes: `config.json` (the constructor arguments) beside
 `model.safetensors`. `load_model` takes such a folder or a Hub repo id `user/name[@revision]`; every failure becomes
 a `WeightsError` that says what happened and what to do. Every CLI and the app choose weights the same way
-(`--weights`, else `$UNET_WEIGHTS`, else the bundled `checkpoints/composites/`), and the app falls back to the bundled model
-when other weights fail (`load_model_with_fallback`).
+(`--weights`, else `$UNET_WEIGHTS`, else the bundled `checkpoints/composites/`), and the app falls back to the bundled
+model when other weights fail (`load_model_with_fallback`).
 
     python -m unet.hub push --repo-id USER/NAME [--weights FOLDER] [--eval-json PATH] [--private] [--dry-run]
 
