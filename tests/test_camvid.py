@@ -119,3 +119,14 @@ def test_fetch_will_not_overwrite_another_folder(tmp_path: Path) -> None:
     (tmp_path / "out" / "notes.txt").write_text("mine")
     with pytest.raises(FetchError, match="exists but holds no CamVid layout"):
         fetch_camvid(str(tmp_path), tmp_path / "out")
+
+
+def test_photos_benchmark_writes_upscaled_jpegs_with_matching_masks(camvid: Path, tmp_path: Path) -> None:
+    from benchmarks.camvid_photos import write_photos
+
+    assert write_photos(camvid, tmp_path / "photos") == 2
+    image = Image.open(tmp_path / "photos" / "images" / "0001TP_000000.jpg")
+    mask = np.array(Image.open(tmp_path / "photos" / "masks" / "0001TP_000000.png"))
+    assert image.format == "JPEG" and image.size == (2 * WIDTH, 2 * HEIGHT) and mask.shape == (2 * HEIGHT, 2 * WIDTH)
+    _, original = CamVid(camvid, "test").load_pair(0)
+    assert (mask[::2, ::2] == original).all()  # nearest neighbour: each label repeated, void kept as ignore
