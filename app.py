@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import functools
 import logging
 import os
 import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,8 @@ from unet.demo import (
     warning_markdown,
 )
 from unet.hub import WeightsError, WeightsInfo, add_weights_argument, load_model_with_fallback
-from unet.predict import Predictor
+from unet.predict import TTA_HELP, Predictor
+from unet.settings import InferenceSettings
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # otherwise Gradio looks up its servers at launch
 import gradio as gr
@@ -42,15 +42,10 @@ import gradio as gr
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
-DEFAULT_THRESHOLD = 0.5
 DEFAULT_OPACITY = 0.5
-# Regions the model is less sure of on average are dropped: chosen on the validation set (README, "The shipped
-# model"); 0 shows every region the threshold lets through.
-DEFAULT_MIN_CONFIDENCE = 0.8
-# Test-time augmentation, on by default: the average over the eight quarter turns and mirror images of the image,
-# chosen on the validation set too (README, "The shipped model"); eight times the work of one forward pass.
-TTA = "dihedral"
-DEFAULT_AUGMENT = True
+# The threshold, the test-time augmentation and the least region confidence are the model's own, chosen on its
+# validation set (`inference.json` beside its weights, `unet.settings`). The checkbox turns on the model's test-time
+# augmentation, or, for a model that serves one view by default, the image and its left-right mirror image.
 MAX_FILE_SIZE = "20mb"
 # One run at a time: a forward pass already uses every core, so a second one would only slow both down.
 CONCURRENCY_LIMIT = 1
@@ -93,39 +88,65 @@ def _outputs(result: DemoResult) -> Outputs:
     )
 
 
+def augmentation_views(settings: InferenceSettings) -> str:
+    """The test-time augmentation the checkbox turns on: the model's own, else the image and its mirror image."""
+    return settings.tta if settings.tta != "none" else "hflip"
+
+
 def segment_image(
     predictor: Predictor,
+    views: str,
     image: ImageInput | None,
-    ground_truth: ImageInput | None = None,
-    threshold: float = DEFAULT_THRESHOLD,
-    opacity: float = DEFAULT_OPACITY,
-    augment: bool = DEFAULT_AUGMENT,
-    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    ground_truth: ImageInput | None,
+    threshold: float,
+    opacity: float,
+    augment: bool,
+    min_confidence: float,
 ) -> Outputs:
     """Segment an image and score it against the ground truth when one is given; bad input becomes a `gr.Error`.
 
-    `augment` (the checkbox) turns on the test-time augmentation `TTA`.
+    `augment` (the checkbox) turns on the test-time augmentation `views`.
     """
-    tta = TTA if augment else "none"
+    tta = views if augment else "none"
     try:
         return _outputs(segment(predictor, image, ground_truth, threshold, opacity, tta, min_confidence))
     except InputError as error:
         raise gr.Error(str(error), title="Cannot use this input", print_exception=False) from error
 
 
-def segment_new_input(
-    predictor: Predictor,
-    image: ImageInput | None,
-    ground_truth: ImageInput | None = None,
-    threshold: float = DEFAULT_THRESHOLD,
-    opacity: float = DEFAULT_OPACITY,
-    augment: bool = DEFAULT_AUGMENT,
-    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
-) -> Outputs:
-    """`segment_image` for a new upload; clearing the image clears the results instead of asking for an image."""
-    if image is None:
-        return NO_OUTPUTS
-    return segment_image(predictor, image, ground_truth, threshold, opacity, augment, min_confidence)
+def handlers(
+    predictor: Predictor, settings: InferenceSettings
+) -> tuple[Callable[..., Outputs], Callable[..., Outputs]]:
+    """The page's two handlers, the model's settings as their defaults: `run` (the Run button and the /segment
+    API) and `run_new` (a new upload; clearing the image clears the results instead of asking for an image).
+
+    Gradio's API reads their signatures: the parameters are the page's inputs, in order, with these defaults.
+    """
+    views = augmentation_views(settings)
+
+    def run(
+        image: ImageInput | None,
+        ground_truth: ImageInput | None = None,
+        threshold: float = settings.threshold,
+        opacity: float = DEFAULT_OPACITY,
+        augment: bool = settings.tta != "none",
+        min_confidence: float = settings.min_confidence,
+    ) -> Outputs:
+        return segment_image(predictor, views, image, ground_truth, threshold, opacity, augment, min_confidence)
+
+    def run_new(
+        image: ImageInput | None,
+        ground_truth: ImageInput | None = None,
+        threshold: float = settings.threshold,
+        opacity: float = DEFAULT_OPACITY,
+        augment: bool = settings.tta != "none",
+        min_confidence: float = settings.min_confidence,
+    ) -> Outputs:
+        if image is None:
+            return NO_OUTPUTS
+        return run(image, ground_truth, threshold, opacity, augment, min_confidence)
+
+    return run, run_new
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -141,11 +162,10 @@ def build_demo(predictor: Predictor, info: WeightsInfo, warning: str | None = No
         warning: The fallback warning of `load_model_with_fallback`: shown as a banner when given.
     """
     model = predictor.model
+    settings = info.settings
     curves = curves_file(info)
     examples = example_pairs(EXAMPLES)
-    # Gradio's API inspects the handlers' signatures: these keep the parameter names and defaults, less `predictor`.
-    run = functools.partial(segment_image, predictor)
-    run_new = functools.partial(segment_new_input, predictor)
+    run, run_new = handlers(predictor, settings)
 
     with gr.Blocks(title="U-Net segmentation", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
@@ -179,7 +199,7 @@ def build_demo(predictor: Predictor, info: WeightsInfo, warning: str | None = No
                 threshold = gr.Slider(
                     0.0,
                     1.0,
-                    value=DEFAULT_THRESHOLD,
+                    value=settings.threshold,
                     step=0.05,
                     label="Threshold: foreground probability from which a pixel is foreground",
                     visible=model.is_binary,
@@ -189,15 +209,14 @@ def build_demo(predictor: Predictor, info: WeightsInfo, warning: str | None = No
                     0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="opacity"
                 )
                 augment = gr.Checkbox(
-                    value=DEFAULT_AUGMENT,
-                    label="Test-time augmentation: average over the eight quarter turns and mirror images (eight "
-                    "times the time)",
+                    value=settings.tta != "none",
+                    label=f"Test-time augmentation: {TTA_HELP[augmentation_views(settings)]}",
                     elem_id="augment",
                 )
                 min_confidence = gr.Slider(
                     0.0,
                     1.0,
-                    value=DEFAULT_MIN_CONFIDENCE,
+                    value=settings.min_confidence,
                     step=0.05,
                     label="Least region confidence: drop regions whose mean probability is below it (0 keeps all)",
                     elem_id="min-confidence",
@@ -248,10 +267,10 @@ def build_demo(predictor: Predictor, info: WeightsInfo, warning: str | None = No
                     [
                         str(picture),
                         str(mask),
-                        DEFAULT_THRESHOLD,
+                        settings.threshold,
                         DEFAULT_OPACITY,
-                        DEFAULT_AUGMENT,
-                        DEFAULT_MIN_CONFIDENCE,
+                        settings.tta != "none",
+                        settings.min_confidence,
                     ]
                     for picture, mask in examples
                 ],

@@ -25,12 +25,10 @@ import numpy as np
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from app import DEFAULT_MIN_CONFIDENCE, TTA
-
 ROOT = Path(__file__).resolve().parent.parent
-# The /segment inputs changed from the demo's defaults, by keyword.
+# The /segment inputs changed from the demo's defaults (the served model's inference.json), by keyword.
 SETTINGS = {
-    f"defaults ({TTA} test-time augmentation, least region confidence {DEFAULT_MIN_CONFIDENCE})": {},
+    "defaults (the model's inference settings)": {},
     "no test-time augmentation": {"augment": False},
     "neither (one view, every region kept)": {"augment": False, "min_confidence": 0.0},
 }

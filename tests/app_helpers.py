@@ -15,6 +15,7 @@ import torch
 
 from unet.model import UNet
 from unet.preprocessing import image_to_tensor, load_image
+from unet.settings import InferenceSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_IMAGE = ROOT / "examples" / "images" / "test_0000.jpg"
@@ -36,6 +37,8 @@ def save_tiny_checkpoint(folder: Path) -> Path:
         model.head.weight *= scale
         model.head.bias *= scale
     model.save_pretrained(folder)
+    # The settings the bundled composites model ships with, so the page's defaults run every step of a request.
+    InferenceSettings(tta="dihedral", min_confidence=0.8).write(folder)
     return folder
 
 

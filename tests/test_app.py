@@ -21,6 +21,7 @@ from unet.demo import segment
 from unet.hub import WeightsError, load_model
 from unet.predict import Predictor
 from unet.preprocessing import load_mask
+from unet.settings import InferenceSettings
 
 WARNING = "Could not load user/missing from the Hub: offline. Using the bundled model instead."
 # The /segment outputs, in order (see app.Outputs).
@@ -121,12 +122,13 @@ def test_segment_without_ground_truth_passes_the_other_inputs(client: Client, sm
     assert len(result[BEFORE_AFTER]) == 2
 
 
-def test_the_api_segments_like_unet_demo(client: Client, predictor: Predictor, tmp_path: Path) -> None:
+def test_the_api_segments_like_unet_demo(client: Client, predictor: Predictor, weights: Path, tmp_path: Path) -> None:
     result = client.predict(handle_file(EXAMPLE_IMAGE), None, api_name="/segment")
+    settings = load_model(weights)[1].settings  # the checkpoint's inference.json: the page's defaults
     direct = segment(
-        predictor, EXAMPLE_IMAGE, tta=app.TTA, min_confidence=app.DEFAULT_MIN_CONFIDENCE, downloads=tmp_path
+        predictor, EXAMPLE_IMAGE, tta=settings.tta, min_confidence=settings.min_confidence, downloads=tmp_path
     )
-    assert result[JSON]["min_confidence"] == app.DEFAULT_MIN_CONFIDENCE and result[JSON]["tta"] == app.TTA
+    assert result[JSON]["min_confidence"] == settings.min_confidence and result[JSON]["tta"] == settings.tta
     with Image.open(result[MASK]) as mask_file:
         np.testing.assert_array_equal(np.asarray(mask_file), direct.mask)
 
@@ -204,7 +206,8 @@ def test_cli_serves_the_given_weights_and_says_when_share_fails(
         wait_until_up(url, process, log)
         result = Client(url, verbose=False).predict(handle_file(EXAMPLE_IMAGE), None, api_name="/segment")
         with Image.open(result[MASK]) as mask_file:
-            direct = segment(predictor, EXAMPLE_IMAGE, tta=app.TTA, min_confidence=app.DEFAULT_MIN_CONFIDENCE)
+            settings = load_model(weights)[1].settings
+            direct = segment(predictor, EXAMPLE_IMAGE, tta=settings.tta, min_confidence=settings.min_confidence)
             np.testing.assert_array_equal(np.asarray(mask_file), direct.mask)
 
         deadline = time.monotonic() + 30  # the share attempt ends after the server answers
@@ -222,15 +225,17 @@ def test_cli_serves_the_given_weights_and_says_when_share_fails(
 
 
 def test_clearing_the_image_clears_the_results_and_a_run_without_one_says_what_to_do(predictor: Predictor) -> None:
-    assert app.segment_new_input(predictor, None, str(EXAMPLE_MASK)) == app.NO_OUTPUTS
+    run, run_new = app.handlers(predictor, InferenceSettings())
+    assert run_new(None, str(EXAMPLE_MASK)) == app.NO_OUTPUTS
     with pytest.raises(gr.Error, match="No image yet: upload, drop, paste or take a photo first"):
-        app.segment_image(predictor, None)
+        run(None)
 
 
 def test_pictures_reach_gradio_as_png_files_of_the_run(predictor: Predictor) -> None:
     """Files, not images: Gradio renames a copied file into its cache, but writes an image over the cached copy of an
     identical earlier result while a browser may still be downloading it."""
-    outputs = app.segment_image(predictor, str(EXAMPLE_IMAGE), str(EXAMPLE_MASK))
+    run, _ = app.handlers(predictor, InferenceSettings())
+    outputs = run(str(EXAMPLE_IMAGE), str(EXAMPLE_MASK))
     run_folder = Path(outputs[MASK]).parent
     pictures = [outputs[PREDICTION], outputs[TRUTH], outputs[ERRORS], outputs[SHOWN], *outputs[BEFORE_AFTER]]
     for picture in pictures:

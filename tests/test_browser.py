@@ -138,13 +138,14 @@ def test_an_example_loads_its_photo_and_mask_with_their_scores(
     for given in ("image", "ground-truth"):
         page.wait_for_function(IMAGE_LOADED, arg=given)
     assert page.locator("#threshold input[type=number]").input_value() == "0.5"  # the example's own settings
-    model, _ = load_model(weights)
+    model, info = load_model(weights)
+    settings = info.settings  # the page's defaults
     expected = segment(
         Predictor(model),
         EXAMPLE_IMAGE,
         EXAMPLE_MASK,
-        tta=app.TTA,
-        min_confidence=app.DEFAULT_MIN_CONFIDENCE,
+        tta=settings.tta,
+        min_confidence=settings.min_confidence,
         downloads=tmp_path,
     ).scores
     assert 0 < expected["iou"]["per_class"]["foreground"] < 1  # neither all nor nothing: a mix-up would show

@@ -42,6 +42,7 @@ TINY_RECIPE = {
     "amp": "none",
     "workers": 0,
     "quiet": True,
+    "inference": {"tta": "hflip"},
 }
 
 
@@ -81,7 +82,8 @@ def test_training_args_record_the_recipe_and_the_class_weights(trained: Path) ->
 
 
 def test_saved_model_carries_camvids_classes_and_no_background(trained: Path) -> None:
-    model, _ = load_model(trained / "best")
+    model, info = load_model(trained / "best")
+    assert info.settings.tta == "hflip"  # the recipe's inference settings, saved beside the weights
     assert isinstance(model, LiteUNet) and model.class_names == list(CAMVID_CLASSES)
     assert model.class_colors == list(CAMVID_COLORS) and model.background_class is None
 

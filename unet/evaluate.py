@@ -41,8 +41,7 @@ from tqdm import tqdm
 from unet.datasets import CAMVID_SPLITS, CamVid, PairedFolder
 from unet.hub import WeightsError, add_weights_argument, load_model, resolve_weights
 from unet.metrics import confusion_counts, dice_from_counts, iou_from_counts, summary
-from unet.postprocess import add_min_confidence_argument
-from unet.predict import DEFAULT_MAX_SIDE, Predictor, add_tta_argument
+from unet.predict import Predictor, add_inference_arguments, inference_settings
 from unet.preprocessing import IGNORE_INDEX
 from unet.visualize import error_map, legend_image, overlay, side_by_side
 
@@ -386,10 +385,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--camvid", type=Path, help="instead of --images/--masks: CamVid's folder (unet.camvid)")
     parser.add_argument("--split", choices=CAMVID_SPLITS, default="test", help="the CamVid split to score")
     parser.add_argument("--out", type=Path, help="folder for eval.json, per_image.csv and cases.png")
-    parser.add_argument("--threshold", type=float, default=0.5, help="foreground probability cut (binary models)")
-    add_tta_argument(parser)
-    add_min_confidence_argument(parser)
-    parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, help="shrink larger images to this side")
+    add_inference_arguments(parser)
     parser.add_argument("--class-names", help="comma-separated, background first (default: the model's config)")
     parser.add_argument("--dataset", help="name in eval.json (default: the images folder's parent folder)")
     parser.add_argument(
@@ -406,23 +402,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     weights = resolve_weights(args.weights)
     class_names = args.class_names.split(",") if args.class_names else None
     try:
-        model, _ = load_model(weights)
+        model, info = load_model(weights)
+        settings = inference_settings(args, info.settings)  # a flag out of range: a ValueError that names it
         if args.camvid is not None:
             dataset = CamVid(args.camvid, args.split)
             if model.num_labels != dataset.num_labels:
                 raise ValueError(f"CamVid has {dataset.num_labels} classes but the model predicts {model.num_labels}")
         else:
             dataset = PairedFolder(images_dir=args.images, masks_dir=args.masks, num_labels=model.num_labels)
-        predictor = Predictor(model, args.max_side)
+        predictor = Predictor(model, settings.max_side)
         groups = read_groups(args.groups) if args.groups else None
         result = evaluate(
             predictor,
             dataset,
-            args.threshold,
-            args.tta,
+            settings.threshold,
+            settings.tta,
             class_names,
             progress=True,
-            min_confidence=args.min_confidence,
+            min_confidence=settings.min_confidence,
         )
         per_group = group_scores(result, groups) if groups is not None else None
     # MaskError and ImageError (both ValueErrors) name the file; the folder errors say what layout is expected.

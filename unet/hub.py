@@ -14,6 +14,7 @@ uploads a checkpoint folder with a generated model card (`build_model_card`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import itertools
 import json
@@ -26,7 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,6 +41,7 @@ from huggingface_hub import (
     get_hf_file_metadata,
     hf_hub_download,
     hf_hub_url,
+    try_to_load_from_cache,
 )
 from huggingface_hub.errors import (
     HfHubHTTPError,
@@ -49,12 +51,14 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.file_download import _CACHED_NO_EXIST
 from huggingface_hub.utils import validate_repo_id
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from unet.architectures import ARCHITECTURE_KEY, constructor_arguments, model_class
 from unet.model import UNet
+from unet.settings import SETTINGS_FILE, InferenceSettings
 
 log = logging.getLogger("unet.hub")
 
@@ -68,6 +72,7 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 UPLOAD_FILES = (
     CONFIG_FILE,
     WEIGHTS_FILE,
+    SETTINGS_FILE,
     "training_args.json",
     "val_scores.json",
     "history.json",
@@ -97,6 +102,7 @@ class WeightsInfo:
         revision: The revision asked for (`main` when none was), or None for a local folder.
         commit: The commit sha the revision resolved to, or None for a local folder.
         card: The model card (README.md) text, or None when there is none.
+        settings: How its masks are made by default (`inference.json`; the library's defaults without one).
     """
 
     source: str
@@ -105,6 +111,7 @@ class WeightsInfo:
     revision: str | None = None
     commit: str | None = None
     card: str | None = None
+    settings: InferenceSettings = field(default_factory=InferenceSettings)
 
     def describe(self) -> str:
         """One line: `user/name@main (commit 0123abcd...)` or `local folder PATH`."""
@@ -258,8 +265,17 @@ def _load_local(folder: Path, source: str) -> tuple[UNet, WeightsInfo]:
     if CONFIG_FILE not in files or WEIGHTS_FILE not in files:
         raise WeightsError(_missing_files_message("the folder", files, WEIGHTS_FILE))
     model = _build_model(folder / CONFIG_FILE, folder / WEIGHTS_FILE)
+    settings = _read_settings(folder / SETTINGS_FILE)
     log.info("Loaded weights from local folder %s", folder)
-    return model, WeightsInfo(source=source, folder=folder, card=_read_card(folder / CARD_FILE))
+    return model, WeightsInfo(source=source, folder=folder, card=_read_card(folder / CARD_FILE), settings=settings)
+
+
+def _read_settings(path: Path) -> InferenceSettings:
+    """The folder's inference settings; a broken file fails the load as broken weights would."""
+    try:
+        return InferenceSettings.from_file(path)
+    except ValueError as error:
+        raise WeightsError(f"{error}; fix or delete it (a folder without one uses the library's defaults)") from error
 
 
 def _build_model(config_path: Path, weights_path: Path) -> UNet:
@@ -394,6 +410,7 @@ def _load_from_hub(job: _HubJob, source: str) -> tuple[UNet, WeightsInfo]:
         raise WeightsError(_explain(error, job)) from error
     commit = config_path.parent.name  # the cache keeps files under snapshots/<commit sha>/
     model = _build_model(config_path, weights_path)
+    settings = _read_settings(config_path.parent / SETTINGS_FILE)  # downloaded with the weights, if the repo has it
     # The card is a nicety: it gets what is left of the time, and at least a second.
     card = _download_card(job, commit, timeout_s=max(deadline - time.monotonic(), 1.0))
     info = WeightsInfo(
@@ -403,6 +420,7 @@ def _load_from_hub(job: _HubJob, source: str) -> tuple[UNet, WeightsInfo]:
         revision=job.revision,
         commit=commit,
         card=card,
+        settings=settings,
     )
     log.info("Loaded weights %s", info.describe())
     return model, info
@@ -423,7 +441,27 @@ def _download_weights(job: _HubJob) -> tuple[Path, Path]:
         raise WeightsError(_missing_files_message(f"commit {commit}", files, WEIGHTS_FILE)) from error
     for path in (config_path, weights_path):
         _check_blob(path)
+    _fetch_settings(job, commit)
     return config_path, weights_path
+
+
+def _fetch_settings(job: _HubJob, commit: str) -> None:
+    """Bring the repo's inference settings at `commit` into the cache beside the weights, if it has them.
+
+    A repo without them gets the library's defaults. Their absence is recorded in the cache (as huggingface_hub
+    records a missing file), so a cached commit loads again without the network.
+    """
+    if try_to_load_from_cache(job.repo_id, SETTINGS_FILE, job.cache_dir, commit) is _CACHED_NO_EXIST:
+        return
+    try:
+        _check_blob(Path(_fetch(job, SETTINGS_FILE, commit)))
+    except LocalEntryNotFoundError:  # offline, and not in the cache
+        log.info("%s: no %s in the cache; the library's default settings apply", job.where, SETTINGS_FILE)
+    except RemoteEntryNotFoundError:
+        log.info("%s has no %s: the library's default settings apply", job.where, SETTINGS_FILE)
+        with contextlib.suppress(RemoteEntryNotFoundError):  # this download's 404 records the absence
+            hf_hub_download(job.repo_id, SETTINGS_FILE, revision=commit, cache_dir=job.cache_dir,
+                            endpoint=job.endpoint, library_name="unet")  # fmt: skip
 
 
 def _fetch(job: _HubJob, filename: str, revision: str) -> str:

@@ -13,8 +13,6 @@ setting (`--min-confidence`, the demo's slider) and 0 turns it off.
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
 from unet.instances import connected_components
@@ -57,13 +55,3 @@ def drop_unsure_regions(
         unsure = sums[1:] < min_confidence * areas[1:]
         cleaned[np.isin(regions, np.flatnonzero(unsure) + 1)] = dropped
     return cleaned
-
-
-def add_min_confidence_argument(parser: argparse.ArgumentParser) -> None:
-    """The --min-confidence flag of the commands that predict masks (predict, evaluate)."""
-    parser.add_argument(
-        "--min-confidence",
-        type=float,
-        default=0.0,
-        help="drop predicted regions whose mean probability of their class is below this (0, the default: keep all)",
-    )

@@ -7,6 +7,7 @@ For each image it writes `DIR/<stem>.png`, the class mask (pixel value = class i
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -21,7 +22,7 @@ from PIL import Image
 
 from unet.hub import WeightsError, add_weights_argument, load_model, resolve_weights
 from unet.model import UNet
-from unet.postprocess import add_min_confidence_argument, drop_unsure_regions
+from unet.postprocess import drop_unsure_regions
 from unet.preprocessing import (
     ImageError,
     image_to_tensor,
@@ -31,11 +32,12 @@ from unet.preprocessing import (
     probabilities_to_mask,
     resize_for_model,
 )
+from unet.settings import InferenceSettings
 from unet.visualize import overlay
 
 log = logging.getLogger("unet.predict")
 
-DEFAULT_MAX_SIDE = 512
+DEFAULT_MAX_SIDE = InferenceSettings.max_side
 MIRRORS = ((), (-1,), (-2,), (-2, -1))  # the dims to flip: as is, left-right, up-down, both
 # Test-time augmentation: the views whose predictions are averaged, each as (transposed?, dims to flip). "flip" is the
 # four mirror images; "dihedral" adds the four of the transposed image, which makes all eight ways to turn a picture
@@ -44,11 +46,13 @@ TTA_VIEWS: dict[str, tuple[tuple[bool, tuple[int, ...]], ...]] = {
     "none": ((False, ()),),
     "flip": tuple((False, dims) for dims in MIRRORS),
     "dihedral": tuple((transposed, dims) for transposed in (False, True) for dims in MIRRORS),
+    "hflip": ((False, ()), (False, (-1,))),  # the image and its left-right mirror: for scenes with an up and down
 }
 TTA_HELP = {
     "none": "the image as it is",
     "flip": "average over the image's four mirror images (four times the time)",
     "dihedral": "average over the image's eight quarter turns and mirror images (eight times the time)",
+    "hflip": "average over the image and its left-right mirror image (twice the time)",
 }
 
 
@@ -154,15 +158,41 @@ def predict_files(
     return failures
 
 
-def add_tta_argument(parser: argparse.ArgumentParser) -> None:
-    """--tta NAME (`TTA_VIEWS`, default none) and --flip, the short form of --tta flip, to a command line."""
+def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of the commands that make masks (predict, evaluate): --threshold, --tta (and --flip, its short form
+    for `--tta flip`), --min-confidence and --max-side. Each left out takes the model's `inference.json` value, else
+    the library's default (`InferenceSettings`); `inference_settings` merges them."""
+    default = InferenceSettings()
+    from_model = "default: the model's inference.json, else"
+    parser.add_argument(
+        "--threshold", type=float, help=f"foreground probability cut, binary models ({from_model} {default.threshold})"
+    )
     parser.add_argument(
         "--tta",
         choices=list(TTA_VIEWS),
-        default="none",
-        help="test-time augmentation: " + "; ".join(f"{name}: {text}" for name, text in TTA_HELP.items()),
+        help=f"test-time augmentation ({from_model} {default.tta}): "
+        + "; ".join(f"{name}: {text}" for name, text in TTA_HELP.items()),
     )
     parser.add_argument("--flip", dest="tta", action="store_const", const="flip", help="the same as --tta flip")
+    parser.add_argument(
+        "--min-confidence",
+        type=float,
+        help="drop predicted regions whose mean probability of their class is below this "
+        f"({from_model} {default.min_confidence}: keep all)",
+    )
+    parser.add_argument(
+        "--max-side", type=int, help=f"shrink larger images to this side ({from_model} {default.max_side})"
+    )
+
+
+def inference_settings(args: argparse.Namespace, model_settings: InferenceSettings) -> InferenceSettings:
+    """The model's settings with the flags given on the command line in their place.
+
+    Raises:
+        ValueError: A flag's value is out of range (the message names the setting).
+    """
+    given = {name: getattr(args, name) for name in ("threshold", "tta", "min_confidence", "max_side")}
+    return dataclasses.replace(model_settings, **{name: value for name, value in given.items() if value is not None})
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -170,15 +200,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("images", nargs="+", type=Path, help="image files (JPEG, PNG, WebP, BMP, TIFF)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the masks and overlays")
     add_weights_argument(parser)
-    parser.add_argument("--threshold", type=float, default=0.5, help="foreground probability cut (binary models)")
-    add_tta_argument(parser)
-    add_min_confidence_argument(parser)
-    parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, help="shrink larger images to this side")
+    add_inference_arguments(parser)
     args = parser.parse_args(argv)
     for flag, value in (("--threshold", args.threshold), ("--min-confidence", args.min_confidence)):
-        if not 0 <= value <= 1:  # also refuses nan
+        if value is not None and not 0 <= value <= 1:  # also refuses nan
             parser.error(f"{flag} is a probability: give a value from 0 to 1, not {value}")
-    if args.max_side < 1:
+    if args.max_side is not None and args.max_side < 1:
         parser.error(f"--max-side is the longest side in pixels the model sees: give 1 or more, not {args.max_side}")
     shared = sorted(stem for stem, count in Counter(path.stem for path in args.images).items() if count > 1)
     if shared:
@@ -188,11 +215,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        model, _ = load_model(resolve_weights(args.weights))
+        model, info = load_model(resolve_weights(args.weights))
     except WeightsError as error:  # a message, as evaluate and hub give, not a traceback
         sys.exit(f"error: {error}")
-    predictor = Predictor(model, args.max_side)
-    failures = predict_files(predictor, args.images, args.out, args.threshold, args.tta, args.min_confidence)
+    settings = inference_settings(args, info.settings)
+    predictor = Predictor(model, settings.max_side)
+    failures = predict_files(
+        predictor, args.images, args.out, settings.threshold, settings.tta, settings.min_confidence
+    )
     sys.exit(1 if failures else 0)
 
 

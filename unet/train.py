@@ -50,6 +50,7 @@ from unet.lite_unet import LiteUNet, imagenet_encoder_weights
 from unet.losses import SegmentationLoss, median_frequency_weights
 from unet.metrics import ConfusionMeter, summary
 from unet.model import UNet
+from unet.settings import InferenceSettings
 from unet.visualize import plot_curves
 
 log = logging.getLogger("unet.train")
@@ -384,8 +385,11 @@ def _unwrap(model: torch.nn.Module) -> UNet:
 def save_checkpoint(
     folder: Path, model: UNet, args: argparse.Namespace, scores: dict, state: dict | None = None
 ) -> None:
-    """`save_model` (config + safetensors), the training arguments and scores beside; resume state if given."""
+    """`save_model` (config + safetensors), the training arguments and scores beside, the recipe's inference
+    settings (`inference.json`) when it names them; resume state if given."""
     save_model(model, folder)
+    if args.inference:
+        InferenceSettings(**args.inference).write(folder)
     arguments = {key: value for key, value in vars(args).items() if key != "resume"}
     (folder / "training_args.json").write_text(json.dumps(arguments, indent=1, default=str))
     (folder / "val_scores.json").write_text(json.dumps(scores, indent=1))
@@ -711,6 +715,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", help="a run's last/ folder to continue from (one process: exactly as if never stopped)"
     )
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument(
+        "--inference",
+        type=json.loads,
+        default=None,
+        help="JSON of the inference settings to save with the weights as inference.json (a recipe's, chosen on "
+        'validation), e.g. \'{"tta": "hflip"}\'; by default none: the library\'s defaults apply',
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
