@@ -27,6 +27,7 @@ from unet.demo import (
     curves_file,
     error_legend_html,
     example_pairs,
+    examples_folder,
     model_card_text,
     model_panel,
     segment,
@@ -164,7 +165,8 @@ def build_demo(predictor: Predictor, info: WeightsInfo, warning: str | None = No
     model = predictor.model
     settings = info.settings
     curves = curves_file(info)
-    examples = example_pairs(EXAMPLES)
+    folder = examples_folder(EXAMPLES, model, info)
+    examples = example_pairs(folder) if folder is not None else []
     run, run_new = handlers(predictor, settings)
 
     with gr.Blocks(title="U-Net segmentation", delete_cache=(3600, 3600)) as demo:

@@ -40,7 +40,7 @@ from unet.predict import Predictor
 from unet.preprocessing import IGNORE_INDEX, load_image, load_mask, tensor_to_image
 from unet.visualize import PALETTE, colorize, legend_image, overlay, side_by_side
 
-EXAMPLES = ROOT / "examples"
+EXAMPLES = ROOT / "examples" / "composites"
 TASKS_EXAMPLE = "test_0006"  # a notebook and a floppy disk: one class, two objects
 AUGMENT_EXAMPLE = "test_0008"  # two playing cards and a pen, with corners a rotation shows off
 AUGMENT_SIZE = 176  # the shipped model's training crop size

@@ -18,8 +18,8 @@ from unet.preprocessing import image_to_tensor, load_image
 from unet.settings import InferenceSettings
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE_IMAGE = ROOT / "examples" / "images" / "test_0000.jpg"
-EXAMPLE_MASK = ROOT / "examples" / "masks" / "test_0000.png"
+EXAMPLE_IMAGE = ROOT / "examples" / "composites" / "images" / "test_0000.jpg"
+EXAMPLE_MASK = ROOT / "examples" / "composites" / "masks" / "test_0000.png"
 
 
 def save_tiny_checkpoint(folder: Path) -> Path:

@@ -272,7 +272,7 @@ def test_curves_file_is_found_beside_the_weights(tmp_path: Path) -> None:
 
 
 def test_example_pairs_are_images_with_masks_of_their_size(tmp_path: Path) -> None:
-    pairs = example_pairs(ROOT / "examples")
+    pairs = example_pairs(ROOT / "examples" / "composites")
     assert len(pairs) >= 4
     for image, mask in pairs:
         assert image.stem == mask.stem

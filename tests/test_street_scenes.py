@@ -182,3 +182,24 @@ def test_push_dry_run_writes_a_card_for_the_street_model(trained: Path, tmp_path
     assert "license: cc-by-nc-4.0" in card and "EfficientNet-Lite0" in card and "non-commercial" in card
     assert "global pixel accuracy" in card and "mIoU" in card
     assert load_model(tmp_path / "card")[0].class_names == list(CAMVID_CLASSES)  # the folder loads as it is
+
+
+def test_each_model_gets_its_own_examples(tmp_path: Path) -> None:
+    from unet.demo import example_pairs, examples_folder
+    from unet.hub import WeightsInfo
+    from unet.model import UNet
+    from unet.preprocessing import load_mask
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    street = LiteUNet(num_classes=11, decoder_widths=(8, 8, 8, 8))
+    bundled = WeightsInfo(source="checkpoints/camvid", folder=Path("checkpoints/camvid"))
+    assert examples_folder(examples, street, bundled) == examples / "camvid"
+    elsewhere = WeightsInfo(source="mine", folder=tmp_path)
+    assert examples_folder(examples, street, elsewhere) is None  # no clip art for a street model
+    assert examples_folder(examples, UNet(base_width=4, depth=2), elsewhere) == examples / "composites"
+    pairs = example_pairs(examples / "camvid")
+    assert len(pairs) == 8
+    for image, mask in pairs:
+        with Image.open(image) as picture:
+            assert picture.size == (480, 360)
+            assert load_mask(mask, num_labels=11).shape == (360, 480)  # void is the ignore index

@@ -316,6 +316,18 @@ def example_pairs(folder: str | Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
+def examples_folder(root: str | Path, model: UNet, info: WeightsInfo) -> Path | None:
+    """The examples for a model: `root/<name of its bundled folder>` (examples/camvid for checkpoints/camvid), else,
+    for a binary model, the composites' (`root/composites`), else none: a street scene is no example for a model
+    of something else.
+    """
+    root = Path(root)
+    own = root / info.folder.name
+    if info.repo_id is None and (own / "images").is_dir():
+        return own
+    return root / "composites" if model.num_labels == 2 and (root / "composites").is_dir() else None
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The model panel
 
