@@ -24,6 +24,7 @@ from unet.demo import (
     DemoResult,
     ImageInput,
     InputError,
+    class_legend_html,
     curves_file,
     error_legend_html,
     example_pairs,
@@ -246,6 +247,8 @@ def build_demo(predictor: Predictor, info: WeightsInfo, warning: str | None = No
             error_map = gr.Image(
                 label="Error map (needs a ground truth)", format="png", interactive=False, elem_id="error-map"
             )
+        if not model.is_binary:  # which colour is which class: a binary model draws one
+            gr.HTML(class_legend_html(model), elem_id="class-legend")
         gr.HTML(error_legend_html(), elem_id="error-legend")
         with gr.Accordion("Scores as JSON (what the /segment API returns)", open=False, elem_id="json-panel"):
             scores_json = gr.JSON(label="Scores", open=True, elem_id="scores-json")

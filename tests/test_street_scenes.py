@@ -203,3 +203,13 @@ def test_each_model_gets_its_own_examples(tmp_path: Path) -> None:
         with Image.open(image) as picture:
             assert picture.size == (480, 360)
             assert load_mask(mask, num_labels=11).shape == (360, 480)  # void is the ignore index
+
+
+def test_the_class_legend_names_every_class_in_its_colour() -> None:
+    from unet.demo import class_legend_html
+
+    street = LiteUNet(num_classes=11, decoder_widths=(8, 8, 8, 8), class_names=list(CAMVID_CLASSES),
+                      class_colors=list(CAMVID_COLORS))  # fmt: skip
+    legend = class_legend_html(street)
+    assert legend.count("background:#") == 11 and "background:#804080" in legend  # the road's (128, 64, 128)
+    assert "sign/symbol" in legend and "sky" in legend

@@ -7,6 +7,7 @@ written for the person at the page (what is wrong, what to do); `app.py` shows i
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 import tempfile
@@ -25,7 +26,7 @@ from unet.metrics import confusion_counts, dice_from_counts, iou_from_counts, su
 from unet.model import UNet
 from unet.predict import TTA_VIEWS, Predictor
 from unet.preprocessing import ImageError, MaskError, load_image, load_mask, mask_to_image, resize_for_model
-from unet.visualize import error_legend, error_map, overlay
+from unet.visualize import color_table, error_legend, error_map, overlay
 
 # A 4096 x 4096 upload already takes seconds on a small CPU server; larger photos are refused with a message.
 MAX_PIXELS = 4096 * 4096
@@ -186,14 +187,29 @@ def scores_markdown(scores: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+_SWATCH = (
+    '<span style="display:inline-block;width:0.9em;height:0.9em;background:{};border:1px solid #444;'
+    'vertical-align:middle;margin:0 0.3em 0 0.8em"></span>{}'
+)
+
+
 def error_legend_html() -> str:
     """The error map's legend as HTML: a colour swatch and a label for each kind of pixel."""
-    swatch = (
-        '<span style="display:inline-block;width:0.9em;height:0.9em;background:{};border:1px solid #444;'
-        'vertical-align:middle;margin:0 0.3em 0 0.8em"></span>{}'
-    )
-    items = "".join(swatch.format(color, label) for label, color in error_legend())
+    items = "".join(_SWATCH.format(color, label) for label, color in error_legend())
     return f'<div style="font-size:0.9em">{items}<span style="margin-left:0.8em">(true negatives: dimmed)</span></div>'
+
+
+def class_legend_html(model: UNet) -> str:
+    """The model's classes as HTML: each name beside the colour every overlay draws it in (its background, which
+    the overlays leave as the photo, is not listed)."""
+    table = color_table(model.class_colors)
+    entries = [
+        (name, "#{:02x}{:02x}{:02x}".format(*table[index]))
+        for index, name in enumerate(model.class_names)
+        if index != model.background_class
+    ]
+    items = "".join(_SWATCH.format(color, html.escape(name)) for name, color in entries)
+    return f'<div style="font-size:0.9em">Classes:{items}</div>'
 
 
 def prune_downloads(folder: Path, max_age_s: float = DOWNLOADS_MAX_AGE_S) -> None:
@@ -363,7 +379,7 @@ def _network_line(model: UNet, config: dict[str, Any] | None) -> str:
     kind = "binary" if model.is_binary else f"{model.num_labels}-class"
     details = ""
     if config:
-        shown = ("base_width", "depth", "upsampling", "norm")
+        shown = ("encoder", "decoder_widths", "base_width", "depth", "upsampling", "norm")
         details = ", " + ", ".join(f"{key.replace('_', ' ')} {config[key]}" for key in shown if key in config)
     classes = ", ".join(model.class_names)
     return f"U-Net, {kind} ({classes}){details}; {parameters:,} parameters"
