@@ -749,7 +749,17 @@ def _eval_results(scores: dict) -> list[EvalResult]:
 
 def _training_section(folder: Path, training: dict | None) -> str:
     lines = ["## Training"]
-    if training:
+    recipe = _read_json(Path(training["recipe"])) if training and training.get("recipe") else None
+    if recipe is not None:
+        # The recipe's values are the ones that make this model; the other flags kept their defaults.
+        chosen = {key: training.get(key, value) for key, value in recipe.items() if not key.startswith("_")}
+        chosen["class_weights"] = training.get("class_weights")
+        lines.append(
+            f"Trained by `python -m unet.train --recipe {training['recipe']}` with these values (every other "
+            "argument at its default; all of them are in `training_args.json`):"
+        )
+        lines.append(_table({key: chosen[key] for key in sorted(chosen)}, "argument"))
+    elif training:
         lines.append("Trained by `python -m unet.train` with these arguments (`training_args.json`):")
         lines.append(_table({key: training[key] for key in sorted(training)}, "argument"))
     else:
@@ -788,9 +798,11 @@ def _evaluation_section(scores: dict | None) -> str:
         if min_confidence > 0
         else "every predicted region kept"
     )
+    binary = len(scores["iou"]["per_class"]) == 2
+    threshold = f"threshold {scores.get('threshold', '?')}, " if binary else ""
     header = (
         f"## Evaluation\n\nOn `{scores['dataset']}` ({scores.get('num_images', '?')} images, "
-        f"`{scores.get('images', '?')}`), threshold {scores.get('threshold', '?')}, {augmentation}, {regions}, "
+        f"`{scores.get('images', '?')}`), {threshold}{augmentation}, {regions}, "
         f"evaluated {scores.get('date', '?')} by the evaluate CLI (`eval.json`):"
     )
     rows = ["| class | IoU | Dice |", "|---|---|---|"]

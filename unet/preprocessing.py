@@ -318,7 +318,8 @@ def probabilities_to_mask(probabilities: torch.Tensor, threshold: float = 0.5) -
     probabilities = probabilities.detach().cpu()
     if num_labels == 2:
         return (probabilities.select(-3, 1) >= threshold).numpy().astype(np.uint8)
-    return probabilities.argmax(dim=-3).numpy().astype(np.uint8)
+    # max(...).indices is argmax (the first of equal maxima) and, over the class dimension, several times faster.
+    return probabilities.max(dim=-3).indices.numpy().astype(np.uint8)
 
 
 def mask_to_image(mask: np.ndarray) -> Image.Image:

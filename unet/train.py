@@ -113,10 +113,6 @@ def parse_crop_scale(text: str) -> tuple[float, float]:
     return low, high
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Data
-
-
 def parse_rescale(text: str) -> tuple[float, float]:
     """'0.75,1.5' -> (0.75, 1.5): the range of the factor a whole training image is resized by (street scenes)."""
     low, high = parse_pair(text, float, "0.75,1.5")
@@ -134,6 +130,10 @@ def read_recipe(path: str | Path) -> dict:
     if not isinstance(recipe, dict):
         raise argparse.ArgumentTypeError(f"the recipe {path} must hold a JSON object of flag values")
     return {key: value for key, value in recipe.items() if not key.startswith("_")}  # "_about" and such: notes
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data
 
 
 def data_layout(root: Path) -> str:
