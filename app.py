@@ -31,6 +31,7 @@ from unet.demo import (
     examples_folder,
     model_card_text,
     model_panel,
+    model_summary,
     segment,
     warning_markdown,
 )
@@ -173,9 +174,9 @@ def build_demo(predictor: Predictor, info: WeightsInfo, warning: str | None = No
     with gr.Blocks(title="U-Net segmentation", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
             "# U-Net segmentation\n"
-            "Upload, drop, paste or photograph an image to segment it. Add its ground-truth mask to see IoU, Dice "
-            "and where the prediction is wrong (a mask of class indices 0, 1, ... looks black in its box; the results "
-            "draw it in colour).",
+            f"{model_summary(model)} Upload, drop, paste or photograph an image to segment it. Add its "
+            "ground-truth mask to see IoU, Dice and where the prediction is wrong (a mask of class indices 0, 1, ... "
+            "looks black in its box; the results draw it in colour).",
             elem_id="intro",
         )
         gr.Markdown(warning_markdown(warning), visible=bool(warning), container=True, elem_id="warning")

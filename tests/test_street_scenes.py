@@ -213,3 +213,18 @@ def test_the_class_legend_names_every_class_in_its_colour() -> None:
     legend = class_legend_html(street)
     assert legend.count("background:#") == 11 and "background:#804080" in legend  # the road's (128, 64, 128)
     assert "sign/symbol" in legend and "sky" in legend
+
+
+def test_the_page_says_what_the_model_segments() -> None:
+    from unet.demo import model_summary
+    from unet.model import UNet
+
+    street = LiteUNet(num_classes=11, decoder_widths=(8, 8, 8, 8), class_names=list(CAMVID_CLASSES))
+    assert model_summary(street) == (
+        "This model labels every pixel as one of 11 classes: sky, building, pole, road, pavement, tree, "
+        "sign/symbol, fence, car, pedestrian, bicyclist."
+    )
+    assert (
+        model_summary(UNet(base_width=4, depth=2))
+        == "This model finds the foreground (one class against the background)."
+    )

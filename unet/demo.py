@@ -199,6 +199,14 @@ def error_legend_html() -> str:
     return f'<div style="font-size:0.9em">{items}<span style="margin-left:0.8em">(true negatives: dimmed)</span></div>'
 
 
+def model_summary(model: UNet) -> str:
+    """One sentence for the top of the page: what the served model tells apart."""
+    named = [name for index, name in enumerate(model.class_names) if index != model.background_class]
+    if model.is_binary:
+        return f"This model finds the {named[0]} (one class against the background)."
+    return f"This model labels every pixel as one of {len(named)} classes: {', '.join(named)}."
+
+
 def class_legend_html(model: UNet) -> str:
     """The model's classes as HTML: each name beside the colour every overlay draws it in (its background, which
     the overlays leave as the photo, is not listed)."""

@@ -3,8 +3,8 @@
 A weights folder is what `UNet.save_pretrained` writes: `config.json` (the constructor arguments) beside
 `model.safetensors`. `load_model` takes such a folder or a Hub repo id `user/name[@revision]`; every failure becomes
 a `WeightsError` that says what happened and what to do. Every CLI and the app choose weights the same way
-(`--weights`, else `$UNET_WEIGHTS`, else the bundled `checkpoints/composites/`), and the app falls back to the bundled
-model when other weights fail (`load_model_with_fallback`).
+(`--weights`, else `$UNET_WEIGHTS`, else the bundled street-scene model `checkpoints/camvid/`), and the app falls
+back to the bundled model when other weights fail (`load_model_with_fallback`).
 
     python -m unet.hub push --repo-id USER/NAME [--weights FOLDER] [--eval-json PATH] [--private] [--dry-run]
 
@@ -62,7 +62,7 @@ from unet.settings import SETTINGS_FILE, InferenceSettings
 
 log = logging.getLogger("unet.hub")
 
-BUNDLED_WEIGHTS = Path(__file__).resolve().parent.parent / "checkpoints" / "composites"
+BUNDLED_WEIGHTS = Path(__file__).resolve().parent.parent / "checkpoints" / "camvid"
 WEIGHTS_ENV = "UNET_WEIGHTS"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -126,7 +126,7 @@ class WeightsInfo:
 
 
 def resolve_weights(cli_value: str | None) -> str:
-    """The weights to load: the CLI value, else `$UNET_WEIGHTS`, else the bundled `checkpoints/composites/` folder."""
+    """The weights to load: the CLI value, else `$UNET_WEIGHTS`, else the bundled `checkpoints/camvid/` folder."""
     for value in (cli_value, os.environ.get(WEIGHTS_ENV)):
         if value and value.strip():
             return value.strip()
