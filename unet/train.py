@@ -388,7 +388,7 @@ def save_checkpoint(
     """`save_model` (config + safetensors), the training arguments and scores beside, the recipe's inference
     settings (`inference.json`) when it names them; resume state if given."""
     save_model(model, folder)
-    if args.inference:
+    if getattr(args, "inference", None):  # a Namespace made by hand may lack the flag
         InferenceSettings(**args.inference).write(folder)
     arguments = {key: value for key, value in vars(args).items() if key != "resume"}
     (folder / "training_args.json").write_text(json.dumps(arguments, indent=1, default=str))
