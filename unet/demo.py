@@ -422,9 +422,12 @@ def _eval_section(info: WeightsInfo, card: ModelCard | None) -> str:
             f"{views.get(recorded_tta(scores), '')}{regions}), "
             f"evaluated {scores.get('date', '?')} (eval.json)"
         )
+        mean = "m" if len(scores["iou"].get("per_class", {})) > 2 else ""  # the headline of many classes: their mean
+        accuracy = scores.get("accuracy") if mean else None
+        extra = f", global pixel accuracy **{_cell(accuracy.get('global'))}**" if accuracy else ""
         return (
-            f"**Test scores:** IoU **{_cell(headline.get('iou'))}**, Dice **{_cell(headline.get('dice'))}** "
-            f"{where}\n\n" + "\n".join(rows)
+            f"**Test scores:** {mean}IoU **{_cell(headline.get('iou'))}**, {mean}Dice **{_cell(headline.get('dice'))}**"
+            f"{extra} {where}\n\n" + "\n".join(rows)
         )
     results = getattr(card.data, "eval_results", None) if card else None
     if results:
