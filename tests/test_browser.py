@@ -153,3 +153,49 @@ def test_an_example_loads_its_photo_and_mask_with_their_scores(
     assert shown["foreground"] == pytest.approx(
         (expected["iou"]["per_class"]["foreground"], expected["dice"]["per_class"]["foreground"]), abs=5e-5
     )
+
+
+STREET = Path(__file__).resolve().parent.parent / "checkpoints" / "camvid"
+STREET_EXAMPLE = STREET.parent.parent / "examples" / "camvid"
+
+
+@pytest.fixture(scope="module")
+def street_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app as it starts by default: the bundled street-scene model."""
+    model, info = load_model(STREET)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path_factory.mktemp("street-examples-cache")))
+        demo = app.build_demo(Predictor(model), info)
+    app.launch(demo, "127.0.0.1", free_port())
+    yield demo.local_url
+    demo.close()
+
+
+def test_the_street_model_page_scores_every_class_of_a_camvid_image(street_url: str, page: Page) -> None:
+    image, truth_file = (
+        STREET_EXAMPLE / "images" / "Seq05VD_f02130.jpg",
+        STREET_EXAMPLE / "masks" / "Seq05VD_f02130.png",
+    )
+    page.goto(street_url)
+    intro = page.locator("#intro").inner_text()
+    assert "11 classes: sky, building, pole, road" in intro  # the page says what the model labels
+    examples = page.locator("#examples .gallery-item, #examples button")
+    examples.first.wait_for()
+    assert examples.count() == 8  # its own examples, not the clip art
+    assert "bicyclist" in page.locator("#class-legend").inner_text()
+    page.locator("#image input[type=file]").set_input_files(image)
+    page.locator("#ground-truth input[type=file]").set_input_files(truth_file)
+    page.wait_for_function("() => document.querySelector('#scores').innerText.includes('mean')")
+    wait_for_results(page)
+
+    href = page.locator("#mask-file a").first.get_attribute("href")
+    with urllib.request.urlopen(urljoin(street_url, href)) as response, Image.open(io.BytesIO(response.read())) as png:
+        mask = np.asarray(png)
+    truth = load_mask(truth_file, num_labels=11)
+    iou = metrics.iou(mask, truth, 11)  # recomputed here from the mask the page offers
+    table = page.locator("#scores").inner_text()
+    for name, value in zip(("sky", "road", "car"), iou[[0, 3, 8]], strict=True):
+        shown = re.search(rf"^{name}\s+([\d.]+)\s+[\d.]+\s*$", table, flags=re.MULTILINE)
+        assert shown and float(shown.group(1)) == pytest.approx(value, abs=5e-5), table
+    assert re.search(r"^fence\s+—\s+—", table, flags=re.MULTILINE)  # in neither mask: no score
+    assert "Foreground" not in table and "road" in table.splitlines()[-1]  # the share line names classes
