@@ -250,7 +250,7 @@ def build_demo(predictor: Predictor, info: WeightsInfo, warning: str | None = No
             )
         if not model.is_binary:  # which colour is which class: a binary model draws one
             gr.HTML(class_legend_html(model), elem_id="class-legend")
-        gr.HTML(error_legend_html(), elem_id="error-legend")
+        gr.HTML(error_legend_html(model.background_class), elem_id="error-legend")
         with gr.Accordion("Scores as JSON (what the /segment API returns)", open=False, elem_id="json-panel"):
             scores_json = gr.JSON(label="Scores", open=True, elem_id="scores-json")
 

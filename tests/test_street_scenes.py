@@ -228,3 +228,12 @@ def test_the_page_says_what_the_model_segments() -> None:
         model_summary(UNet(base_width=4, depth=2))
         == "This model finds the foreground (one class against the background)."
     )
+
+
+def test_the_error_legend_speaks_of_classes_without_a_background() -> None:
+    from unet.demo import error_legend_html
+    from unet.visualize import error_legend
+
+    assert [label for label, _ in error_legend(None)] == ["right class", "wrong class", "left unlabelled", "ignored"]
+    assert [label for label, _ in error_legend()][:3] == ["true positive", "false positive", "false negative"]
+    assert "true negatives" not in error_legend_html(None) and "true negatives" in error_legend_html()

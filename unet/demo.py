@@ -193,10 +193,11 @@ _SWATCH = (
 )
 
 
-def error_legend_html() -> str:
+def error_legend_html(background_class: int | None = 0) -> str:
     """The error map's legend as HTML: a colour swatch and a label for each kind of pixel."""
-    items = "".join(_SWATCH.format(color, label) for label, color in error_legend())
-    return f'<div style="font-size:0.9em">{items}<span style="margin-left:0.8em">(true negatives: dimmed)</span></div>'
+    items = "".join(_SWATCH.format(color, label) for label, color in error_legend(background_class))
+    dimmed = '<span style="margin-left:0.8em">(true negatives: dimmed)</span>' if background_class is not None else ""
+    return f'<div style="font-size:0.9em">{items}{dimmed}</div>'
 
 
 def model_summary(model: UNet) -> str:

@@ -43,7 +43,7 @@ from unet.hub import WeightsError, add_weights_argument, load_model, resolve_wei
 from unet.metrics import confusion_counts, dice_from_counts, iou_from_counts, summary
 from unet.predict import Predictor, add_inference_arguments, inference_settings
 from unet.preprocessing import IGNORE_INDEX
-from unet.visualize import error_map, legend_image, overlay, side_by_side
+from unet.visualize import error_legend, error_map, legend_image, overlay, side_by_side
 
 CSV_COLUMNS = ("image", "iou", "dice", "foreground_share_true", "foreground_share_pred")
 OUTLINE_PX = 2  # a wrong pixel this close to a change of true class is an outline error
@@ -333,7 +333,8 @@ def cases_picture(
         titles = [f"{rank}: {score.image}", f"prediction, IoU {score.iou:.3f}", "ground truth", "errors"]
         rows.append(side_by_side(panels, titles, height=height))
     # The legend goes first, so the error colours are explained before the eye reaches them.
-    return _stack([legend_image(height=max(20, height // 10)), *rows], gap=max(4, height // 64))
+    legend = legend_image(error_legend(predictor.model.background_class), height=max(20, height // 10))
+    return _stack([legend, *rows], gap=max(4, height // 64))
 
 
 def format_table(result: EvalResult, groups: dict[str, dict[str, Any]] | None = None) -> str:

@@ -223,10 +223,26 @@ def error_map(
     return Image.fromarray(np.rint(out).astype(np.uint8), mode="RGB")
 
 
-def error_legend() -> list[tuple[str, str]]:
-    """The error map's legend as (label, "#rrggbb") pairs; true negatives are the dimmed image and not listed."""
+# What the error colours mean for a model without a background class (`error_map`).
+_NO_BACKGROUND_LABELS = {
+    "true positive": "right class",
+    "false positive": "wrong class",
+    "false negative": "left unlabelled",
+}
+
+
+def error_legend(background_class: int | None = 0) -> list[tuple[str, str]]:
+    """The error map's legend as (label, "#rrggbb") pairs; true negatives are the dimmed image and not listed.
+
+    Without a background class the same colours read "right class", "wrong class" and "left unlabelled".
+    """
     return [
-        (name, "#{:02x}{:02x}{:02x}".format(*color)) for name, color in ERROR_COLORS.items() if name != "true negative"
+        (
+            name if background_class is not None else _NO_BACKGROUND_LABELS.get(name, name),
+            "#{:02x}{:02x}{:02x}".format(*color),
+        )
+        for name, color in ERROR_COLORS.items()
+        if name != "true negative"
     ]
 
 
