@@ -35,7 +35,14 @@ from unet.demo import (
     segment,
     warning_markdown,
 )
-from unet.hub import WeightsError, WeightsInfo, add_weights_argument, load_model_with_fallback
+from unet.hub import (
+    WeightsError,
+    WeightsInfo,
+    add_weights_argument,
+    load_model,
+    load_model_with_fallback,
+    resolve_weights,
+)
 from unet.predict import TTA_HELP, Predictor
 from unet.settings import InferenceSettings
 
@@ -50,6 +57,7 @@ DEFAULT_OPACITY = 0.5
 # validation set (`inference.json` beside its weights, `unet.settings`). The checkbox turns on the model's test-time
 # augmentation, or, for a model that serves one view by default, the image and its left-right mirror image.
 MAX_FILE_SIZE = "20mb"
+STRICT_ENV = "UNET_STRICT_WEIGHTS"  # set to 1: weights that do not load stop the app instead of a fallback
 # One run at a time: a forward pass already uses every core, so a second one would only slow both down.
 CONCURRENCY_LIMIT = 1
 QUEUE_SIZE = 16  # further visitors are told the queue is full rather than left waiting minutes
@@ -350,12 +358,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--share", action="store_true", help="also ask Gradio for a temporary public link")
     add_weights_argument(parser)
+    parser.add_argument(
+        "--strict-weights",
+        action="store_true",
+        default=os.environ.get(STRICT_ENV, "").strip().lower() in {"1", "true", "yes", "on"},
+        help=f"exit with an error when the weights do not load, instead of serving the bundled model "
+        f"(default: ${STRICT_ENV})",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(message)s")
     logging.getLogger("unet").setLevel(logging.INFO)  # which weights loaded; not every HTTP request Gradio makes
 
     try:
-        model, info, warning = load_model_with_fallback(args.weights)
+        if args.strict_weights:  # a deployment that must serve these weights or nothing
+            model, info = load_model(resolve_weights(args.weights))
+            warning = None
+        else:
+            model, info, warning = load_model_with_fallback(args.weights)
     except WeightsError as error:
         sys.exit(f"error: {error}")
     # Examples are cached at first use; a folder per server keeps results of other weights from showing up.

@@ -243,3 +243,23 @@ def test_pictures_reach_gradio_as_png_files_of_the_run(predictor: Predictor) -> 
         with Image.open(picture) as opened:
             assert opened.format == "PNG"
     assert outputs[BEFORE_AFTER] == (outputs[SHOWN], outputs[PREDICTION])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_strict_weights_stop_the_app_instead_of_falling_back(tmp_path: Path, how: str, monkeypatch) -> None:
+    missing = tmp_path / "no-such-weights"
+    args = ["--weights", str(missing), "--port", str(free_port())]
+    if how == "flag":
+        args.append("--strict-weights")
+    else:
+        monkeypatch.setenv(app.STRICT_ENV, "1")
+    log = tmp_path / "app.log"
+    process = start_app(*args, log=log)
+    try:
+        assert process.wait(timeout=60) != 0
+    finally:
+        stop(process)
+    output = log.read_text()
+    assert output.startswith(f"error: '{missing}' is neither an existing folder nor a Hub repo id")
+    assert "Using the bundled model" not in output
