@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import functools
 import logging
 import os
 import shutil
@@ -145,17 +146,9 @@ def handlers(
     ) -> Outputs:
         return segment_image(predictor, views, image, ground_truth, threshold, opacity, augment, min_confidence)
 
-    def run_new(
-        image: ImageInput | None,
-        ground_truth: ImageInput | None = None,
-        threshold: float = settings.threshold,
-        opacity: float = DEFAULT_OPACITY,
-        augment: bool = settings.tta != "none",
-        min_confidence: float = settings.min_confidence,
-    ) -> Outputs:
-        if image is None:
-            return NO_OUTPUTS
-        return run(image, ground_truth, threshold, opacity, augment, min_confidence)
+    @functools.wraps(run)  # the same signature for Gradio
+    def run_new(image: ImageInput | None, *rest: Any) -> Outputs:
+        return NO_OUTPUTS if image is None else run(image, *rest)
 
     return run, run_new
 

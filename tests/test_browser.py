@@ -50,16 +50,21 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> str | Path:
     return os.environ.get(WEIGHTS_ENV) or save_tiny_checkpoint(tmp_path_factory.mktemp("tiny"))
 
 
-@pytest.fixture(scope="module")
-def url(weights: str | Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The app served in this process on a free port."""
+def serve(weights: str | Path, cache: Path) -> Iterator[str]:
+    """Serve the app for `weights` in this process on a free port, its examples cached in `cache`; yields its URL."""
     model, info = load_model(weights)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path_factory.mktemp("examples-cache")))
+        patch.setenv("GRADIO_EXAMPLES_CACHE", str(cache))
         demo = app.build_demo(Predictor(model), info)
     app.launch(demo, "127.0.0.1", free_port())
     yield demo.local_url
     demo.close()
+
+
+@pytest.fixture(scope="module")
+def url(weights: str | Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app served in this process on a free port."""
+    yield from serve(weights, tmp_path_factory.mktemp("examples-cache"))
 
 
 @pytest.fixture(scope="module")
@@ -162,13 +167,7 @@ STREET_EXAMPLE = STREET.parent.parent / "examples" / "camvid"
 @pytest.fixture(scope="module")
 def street_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app as it starts by default: the bundled street-scene model."""
-    model, info = load_model(STREET)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path_factory.mktemp("street-examples-cache")))
-        demo = app.build_demo(Predictor(model), info)
-    app.launch(demo, "127.0.0.1", free_port())
-    yield demo.local_url
-    demo.close()
+    yield from serve(STREET, tmp_path_factory.mktemp("street-examples-cache"))
 
 
 def test_the_street_model_page_scores_every_class_of_a_camvid_image(street_url: str, page: Page) -> None:
