@@ -6,7 +6,7 @@ Their pixels often lie not far above the threshold, while most pixels of a real 
 `drop_unsure_regions` takes each connected region of a class and asks how sure the model is of it on average; a
 region whose mean probability of its class falls below `min_confidence` goes back to background.
 
-On the composite validation set this removed mostly such false positives (README, "The composites model", tells
+On the composite validation set this removed mostly such false positives (docs/composites.md tells
 how the demo's setting was chosen). It can also remove a real object the model barely found, so it is a setting
 (`--min-confidence`, the demo's slider) and 0 turns it off.
 """

@@ -280,7 +280,7 @@ def make_weight_average(model: UNet, decay: float) -> AveragedModel:
     Each update moves the average a share `1 - decay` of the way to the current weights, so it spans about
     `1 / (1 - decay)` steps (0.999: a thousand), and smooths out their noise: its validation scores swing less from
     epoch to epoch. (With the shipped recipe, whose learning rate decays to 1%, it ended where the raw weights
-    ended: README, "What would improve the model".) Its `.module` is a U-Net like `model`.
+    ended: docs/composites.md, "What would improve the model".) Its `.module` is a U-Net like `model`.
     """
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
