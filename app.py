@@ -1,9 +1,10 @@
-"""The U-Net demo: upload an image (and, to score it, its true mask) to see the segmentation, IoU and Dice.
+"""The U-Net demo: pick a model, upload an image (and, to score it, its true mask), see the segmentation and IoU/Dice.
 
-    python app.py [--host H] [--port P] [--share] [--weights FOLDER|USER/NAME[@REV]]
+    python app.py [--host H] [--port P] [--share] [--weights FOLDER|USER/NAME[@REV] ...] [--strict-weights]
 
-This file only lays out the page and wires its events; every step of the work is in `unet.demo`. The same run is
-the `/segment` API endpoint: `gradio_client.Client(URL).predict(handle_file("photo.jpg"), None, api_name="/segment")`.
+This file only lays out the page and wires its events; the models come from `unet.catalog` and every step of the
+work is in `unet.demo`. The same run is the `/segment` API endpoint:
+`gradio_client.Client(URL).predict(handle_file("photo.jpg"), None, model="camvid", api_name="/segment")`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from unet.catalog import ServedModel, load_catalog, requested_sources
 from unet.demo import (
     DemoResult,
     ImageInput,
@@ -28,41 +30,32 @@ from unet.demo import (
     class_legend_html,
     curves_file,
     error_legend_html,
-    example_pairs,
-    examples_folder,
     model_card_text,
     model_panel,
-    model_summary,
     segment,
     warning_markdown,
 )
-from unet.hub import (
-    WeightsError,
-    WeightsInfo,
-    add_weights_argument,
-    load_model,
-    load_model_with_fallback,
-    resolve_weights,
-)
-from unet.predict import TTA_HELP, Predictor
+from unet.hub import WEIGHTS_ENV, WeightsError, add_timeout_argument
+from unet.predict import TTA_HELP
 from unet.settings import InferenceSettings
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # otherwise Gradio looks up its servers at launch
 import gradio as gr
+from gradio import tunneling
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 DEFAULT_OPACITY = 0.5
-# The threshold, the test-time augmentation and the least region confidence are the model's own, chosen on its
+# The threshold, the test-time augmentation and the least region confidence are each model's own, chosen on its
 # validation set (`inference.json` beside its weights, `unet.settings`). The checkbox turns on the model's test-time
 # augmentation, or, for a model that serves one view by default, the image and its left-right mirror image.
 MAX_FILE_SIZE = "20mb"
-STRICT_ENV = "UNET_STRICT_WEIGHTS"  # set to 1: weights that do not load stop the app instead of a fallback
+STRICT_ENV = "UNET_STRICT_WEIGHTS"  # set to 1: weights that do not load stop the app instead of being left out
 # One run at a time: a forward pass already uses every core, so a second one would only slow both down.
 CONCURRENCY_LIMIT = 1
 QUEUE_SIZE = 16  # further visitors are told the queue is full rather than left waiting minutes
-IMAGE_HEIGHT = 300
+IMAGE_HEIGHT = 260
 NO_RESULT = "Upload an image to see its segmentation."
 
 # What one run returns, in the order of the `outputs` list in `build_demo`: the mask file first, as the API says.
@@ -75,10 +68,9 @@ Outputs = tuple[
     dict[str, Any] | None,  # scores as JSON
     str,  # scores as Markdown
     str | None,  # overlay PNG (full size)
-    str | None,  # the image as the model saw it
-    tuple[str, str] | None,  # before / after
+    tuple[str, str] | None,  # before / after: the image as the model saw it, and the prediction over it
 ]
-NO_OUTPUTS: Outputs = (None, None, None, None, None, NO_RESULT, None, None, None)
+NO_OUTPUTS: Outputs = (None, None, None, None, None, NO_RESULT, None, None)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -95,7 +87,6 @@ def _outputs(result: DemoResult) -> Outputs:
         result.scores,
         result.table,
         str(result.overlay_file),
-        files["image"],
         (files["image"], files["overlay"]),
     )
 
@@ -106,8 +97,7 @@ def augmentation_views(settings: InferenceSettings) -> str:
 
 
 def segment_image(
-    predictor: Predictor,
-    views: str,
+    served: ServedModel,
     image: ImageInput | None,
     ground_truth: ImageInput | None,
     threshold: float,
@@ -115,26 +105,26 @@ def segment_image(
     augment: bool,
     min_confidence: float,
 ) -> Outputs:
-    """Segment an image and score it against the ground truth when one is given; bad input becomes a `gr.Error`.
-
-    `augment` (the checkbox) turns on the test-time augmentation `views`.
-    """
-    tta = views if augment else "none"
+    """Segment an image with `served` and score it against the ground truth when one is given; bad input becomes a
+    `gr.Error`. `augment` (the checkbox) turns on its test-time augmentation (`augmentation_views`)."""
+    tta = augmentation_views(served.settings) if augment else "none"
     try:
-        return _outputs(segment(predictor, image, ground_truth, threshold, opacity, tta, min_confidence))
+        result = segment(served.predictor, image, ground_truth, threshold, opacity, tta, min_confidence)
     except InputError as error:
         raise gr.Error(str(error), title="Cannot use this input", print_exception=False) from error
+    return _outputs(result)
 
 
-def handlers(
-    predictor: Predictor, settings: InferenceSettings
-) -> tuple[Callable[..., Outputs], Callable[..., Outputs]]:
-    """The page's two handlers, the model's settings as their defaults: `run` (the Run button and the /segment
-    API) and `run_new` (a new upload; clearing the image clears the results instead of asking for an image).
+def handlers(models: Sequence[ServedModel]) -> tuple[Callable[..., Outputs], Callable[..., Outputs]]:
+    """The page's two handlers: `run` (the Run button and the /segment API) and `run_new` (a new upload; clearing
+    the image clears the results instead of asking for an image).
 
-    Gradio's API reads their signatures: the parameters are the page's inputs, in order, with these defaults.
+    Gradio's API reads their signatures: the parameters are the page's inputs, in order, with the page's starting
+    values as defaults: the first model and its settings. Choosing another model on the page also sets its
+    settings; an API call that names another model gives them (or takes the first model's).
     """
-    views = augmentation_views(settings)
+    by_name = {served.name: served for served in models}
+    settings = models[0].settings
 
     def run(
         image: ImageInput | None,
@@ -143,8 +133,15 @@ def handlers(
         opacity: float = DEFAULT_OPACITY,
         augment: bool = settings.tta != "none",
         min_confidence: float = settings.min_confidence,
+        model: str = models[0].name,
     ) -> Outputs:
-        return segment_image(predictor, views, image, ground_truth, threshold, opacity, augment, min_confidence)
+        if model not in by_name:
+            raise gr.Error(
+                f"There is no model {model!r} here: choose one of {', '.join(by_name)}.",
+                title="Unknown model",
+                print_exception=False,
+            )
+        return segment_image(by_name[model], image, ground_truth, threshold, opacity, augment, min_confidence)
 
     @functools.wraps(run)  # the same signature for Gradio
     def run_new(image: ImageInput | None, *rest: Any) -> Outputs:
@@ -153,39 +150,72 @@ def handlers(
     return run, run_new
 
 
+def example_runner(run: Callable[..., Outputs], served: ServedModel) -> Callable[..., Outputs]:
+    """`run` with the model fixed: what `served`'s examples are cached with."""
+
+    def run_example(
+        image: ImageInput, ground_truth: ImageInput, threshold: float, opacity: float, augment: bool, confidence: float
+    ) -> Outputs:
+        return run(image, ground_truth, threshold, opacity, augment, confidence, served.name)
+
+    return run_example
+
+
+def model_view(served: ServedModel) -> dict[str, dict[str, Any]]:
+    """What the page shows of a model, part by part, as each part's constructor arguments (or `gr.update`'s): its
+    description, legends, controls, panel and card."""
+    settings, model = served.settings, served.model
+    curves = curves_file(served.info)
+    return {
+        "summary": {"value": served.summary},
+        "class_legend": {"value": class_legend_html(model), "visible": not model.is_binary},
+        "error_legend": {"value": error_legend_html(model.background_class)},
+        "threshold": {"value": settings.threshold, "visible": model.is_binary},
+        "augment": {
+            "value": settings.tta != "none",
+            "label": f"Test-time augmentation: {TTA_HELP[augmentation_views(settings)]}",
+        },
+        "min_confidence": {"value": settings.min_confidence},
+        "model_info": {"value": model_panel(model, served.info)},
+        "curves": {"value": None if curves is None else str(curves), "visible": curves is not None},
+        "card": {"value": model_card_text(served.info)},
+    }
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Layout and wiring
 
 
-def build_demo(predictor: Predictor, info: WeightsInfo, warning: str | None = None) -> gr.Blocks:
-    """The page for `predictor`, with its queue set: inputs, results, examples, the model panel and the API.
+def build_demo(models: Sequence[ServedModel], warning: str | None = None) -> gr.Blocks:
+    """The page for `models` (the first is the default), with its queue set: the picker, inputs, results, each
+    model's examples, the model panel and the API.
 
     Args:
-        predictor: The model the page runs.
-        info: Where its weights came from (`load_model_with_fallback`).
-        warning: The fallback warning of `load_model_with_fallback`: shown as a banner when given.
+        models: The served models (`unet.catalog.load_catalog`).
+        warning: What did not load (`load_catalog`): shown as a banner when given.
     """
-    model = predictor.model
-    settings = info.settings
-    curves = curves_file(info)
-    folder = examples_folder(EXAMPLES, model, info)
-    examples = example_pairs(folder) if folder is not None else []
-    run, run_new = handlers(predictor, settings)
+    first = models[0]
+    view = model_view(first)
+    run, run_new = handlers(models)
 
     with gr.Blocks(title="U-Net segmentation", delete_cache=(3600, 3600)) as demo:
-        gr.Markdown(
-            "# U-Net segmentation\n"
-            f"{model_summary(model)} Upload, drop, paste or photograph an image to segment it. Add its "
-            "ground-truth mask to see IoU, Dice and where the prediction is wrong (a mask of class indices 0, 1, ... "
-            "looks black in its box; the results draw it in colour).",
-            elem_id="intro",
-        )
+        gr.Markdown("# U-Net segmentation", elem_id="title")
         gr.Markdown(warning_markdown(warning), visible=bool(warning), container=True, elem_id="warning")
+        with gr.Row(equal_height=True):
+            model_choice = gr.Dropdown(
+                [(served.label, served.name) for served in models],
+                value=first.name,
+                label="Model",
+                scale=1,
+                min_width=220,
+                elem_id="model",
+            )
+            summary = gr.Markdown(elem_id="summary", **view["summary"])
 
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
                 image = gr.Image(
-                    label="Image",
+                    label="Image: upload, drop, paste or photograph",
                     sources=["upload", "clipboard", "webcam"],
                     type="filepath",
                     format="png",
@@ -193,7 +223,7 @@ def build_demo(predictor: Predictor, info: WeightsInfo, warning: str | None = No
                     elem_id="image",
                 )
                 ground_truth = gr.Image(
-                    label="Ground-truth mask (optional): PNG of class indices, or 0/255",
+                    label="Ground-truth mask (optional), to see IoU, Dice and errors: PNG of class indices, or 0/255",
                     sources=["upload", "clipboard"],
                     type="filepath",
                     format="png",
@@ -201,32 +231,29 @@ def build_demo(predictor: Predictor, info: WeightsInfo, warning: str | None = No
                     height=IMAGE_HEIGHT // 2,
                     elem_id="ground-truth",
                 )
-                threshold = gr.Slider(
-                    0.0,
-                    1.0,
-                    value=settings.threshold,
-                    step=0.05,
-                    label="Threshold: foreground probability from which a pixel is foreground",
-                    visible=model.is_binary,
-                    elem_id="threshold",
-                )
-                opacity = gr.Slider(
-                    0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="opacity"
-                )
-                augment = gr.Checkbox(
-                    value=settings.tta != "none",
-                    label=f"Test-time augmentation: {TTA_HELP[augmentation_views(settings)]}",
-                    elem_id="augment",
-                )
-                min_confidence = gr.Slider(
-                    0.0,
-                    1.0,
-                    value=settings.min_confidence,
-                    step=0.05,
-                    label="Least region confidence: drop regions whose mean probability is below it (0 keeps all)",
-                    elem_id="min-confidence",
-                )
                 run_button = gr.Button("Run", variant="primary", elem_id="run")
+                example_sets = [gr.Column(visible=served is first) for served in models]
+                with gr.Accordion("Settings", open=False, elem_id="settings"):
+                    threshold = gr.Slider(
+                        0.0,
+                        1.0,
+                        step=0.05,
+                        label="Threshold: foreground probability from which a pixel is foreground",
+                        elem_id="threshold",
+                        **view["threshold"],
+                    )
+                    opacity = gr.Slider(
+                        0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="opacity"
+                    )
+                    augment = gr.Checkbox(elem_id="augment", **view["augment"])
+                    min_confidence = gr.Slider(
+                        0.0,
+                        1.0,
+                        step=0.05,
+                        label="Least region confidence: drop regions whose mean probability is below it (0 keeps all)",
+                        elem_id="min-confidence",
+                        **view["min_confidence"],
+                    )
 
             with gr.Column(scale=2, min_width=400):
                 before_after = gr.ImageSlider(
@@ -234,83 +261,94 @@ def build_demo(predictor: Predictor, info: WeightsInfo, warning: str | None = No
                     format="png",
                     type="pil",
                     interactive=False,
-                    max_height=520,
+                    max_height=480,
                     elem_id="before-after",
                 )
+                class_legend = gr.HTML(elem_id="class-legend", **view["class_legend"])
                 scores = gr.Markdown(NO_RESULT, label="Scores table", elem_id="scores")
                 with gr.Row():
                     mask_file = gr.File(label="Mask PNG (class indices, full size)", elem_id="mask-file")
                     overlay_file = gr.File(label="Overlay PNG (full size)", elem_id="overlay-file")
 
         with gr.Row(equal_height=True):
-            shown = gr.Image(label="Image", format="png", interactive=False, elem_id="image-shown")
             prediction = gr.Image(label="Prediction", format="png", interactive=False, elem_id="prediction")
             truth_overlay = gr.Image(label="Ground truth", format="png", interactive=False, elem_id="truth-overlay")
             error_map = gr.Image(
                 label="Error map (needs a ground truth)", format="png", interactive=False, elem_id="error-map"
             )
-        if not model.is_binary:  # which colour is which class: a binary model draws one
-            gr.HTML(class_legend_html(model), elem_id="class-legend")
-        gr.HTML(error_legend_html(model.background_class), elem_id="error-legend")
+        error_legend = gr.HTML(elem_id="error-legend", **view["error_legend"])
         with gr.Accordion("Scores as JSON (what the /segment API returns)", open=False, elem_id="json-panel"):
             scores_json = gr.JSON(label="Scores", open=True, elem_id="scores-json")
 
-        inputs = [image, ground_truth, threshold, opacity, augment, min_confidence]
-        outputs = [
-            mask_file,
-            prediction,
-            truth_overlay,
-            error_map,
-            scores_json,
-            scores,
-            overlay_file,
-            shown,
-            before_after,
-        ]
-        if examples:
-            gr.Examples(
-                # The defaults travel with each example, so a click also resets the sliders the cached result used.
-                examples=[
-                    [
-                        str(picture),
-                        str(mask),
-                        settings.threshold,
-                        DEFAULT_OPACITY,
-                        settings.tta != "none",
-                        settings.min_confidence,
-                    ]
-                    for picture, mask in examples
-                ],
-                inputs=inputs,
-                outputs=outputs,
-                fn=run,
-                cache_examples=True,
-                cache_mode="lazy",
-                preprocess=False,
-                visible_columns=[0],
-                label="Examples from the held-out test split: click one to load the photo and its true mask",
-                api_name="load_example",
-                elem_id="examples",
+        with gr.Accordion("Model", open=False, elem_id="model-panel"):
+            model_info = gr.Markdown(elem_id="model-info", **view["model_info"])
+            curves = gr.Image(
+                label="Training curves", format="png", interactive=False, elem_id="curves", **view["curves"]
             )
-
-        with gr.Accordion("Model", open=bool(warning), elem_id="model-panel"):
-            gr.Markdown(model_panel(model, info, warning), elem_id="model-info")
-            if curves is not None:
-                gr.Image(str(curves), label="Training curves", format="png", interactive=False, elem_id="curves")
             with gr.Accordion("Model card", open=False, elem_id="model-card-panel"):
-                gr.Markdown(model_card_text(info), elem_id="model-card")
+                card = gr.Markdown(elem_id="model-card", **view["card"])
 
-        run_button.click(run, inputs, outputs, api_name="segment", preprocess=False)
-        gr.on(
-            [image.change, ground_truth.change],
-            run_new,
-            inputs,
-            outputs,
-            api_name="segment_new_input",
-            api_visibility="undocumented",
-            preprocess=False,
-            trigger_mode="always_last",
+        inputs = [image, ground_truth, threshold, opacity, augment, min_confidence, model_choice]
+        outputs = [mask_file, prediction, truth_overlay, error_map, scores_json, scores, overlay_file, before_after]
+        for index, (served, column) in enumerate(zip(models, example_sets, strict=True)):
+            if not served.examples:
+                continue
+            settings = served.settings
+            with column:
+                gr.Examples(
+                    # The model's defaults travel with each example, so a click also resets the settings the cached
+                    # result used.
+                    examples=[
+                        [
+                            str(picture),
+                            str(mask),
+                            settings.threshold,
+                            DEFAULT_OPACITY,
+                            settings.tta != "none",
+                            settings.min_confidence,
+                        ]
+                        for picture, mask in served.examples
+                    ],
+                    inputs=inputs[:-1],
+                    outputs=outputs,
+                    fn=example_runner(run, served),
+                    cache_examples=True,
+                    cache_mode="lazy",
+                    preprocess=False,
+                    visible_columns=[0],
+                    label="Examples from the held-out test split: click one for the photo, its true mask and "
+                    "the scores",
+                    api_name=f"load_example_{index}",
+                    elem_id=f"examples-{index}",
+                )
+
+        def show_model(name: str) -> tuple[Any, ...]:
+            shown = next(served for served in models if served.name == name)
+            parts = model_view(shown)
+            visible = [gr.update(visible=served is shown) for served in models]
+            return (*[gr.update(**parts[key]) for key in view], *visible, None, *NO_OUTPUTS)
+
+        parts = [summary, class_legend, error_legend, threshold, augment, min_confidence, model_info, curves, card]
+        assert len(parts) == len(view)
+        # A new model: its description, controls and examples; the ground truth of the last one may not fit it, so
+        # it goes, and an image already there is segmented again.
+        model_choice.input(
+            show_model, model_choice, [*parts, *example_sets, ground_truth, *outputs], api_visibility="private"
+        ).then(run_new, inputs, outputs, preprocess=False, api_visibility="private")
+        # Each run first clears the last one's results, so an error never stands under another image's figures.
+        run_button.click(lambda: NO_OUTPUTS, None, outputs, queue=False, api_visibility="private").then(
+            run, inputs, outputs, api_name="segment", preprocess=False
         )
+        # `input`, not `change`: an example click sets these too, and its cached result is already on the way.
+        gr.on(
+            [image.input, ground_truth.input],
+            lambda: NO_OUTPUTS,
+            None,
+            outputs,
+            queue=False,
+            api_visibility="private",
+            trigger_mode="always_last",
+        ).then(run_new, inputs, outputs, api_name="segment_new_input", api_visibility="undocumented", preprocess=False)
     return demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
 
 
@@ -328,10 +366,14 @@ def launch(demo: gr.Blocks, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, 
         prevent_thread_lock=True,
     )
     if share and not demo.share_url:
+        if Path(tunneling.BINARY_PATH).is_file():
+            cause = "Gradio's share server did not answer"
+        else:  # downloaded at the first --share: offline, it never arrives
+            cause = "Gradio's tunnel program (frpc), which it downloads at the first --share, could not be downloaded"
         print(
-            "\nNo public link was created: Gradio could not reach its share server (is this machine offline?). "
-            f"The demo runs only at {demo.local_url} ; to reach it from another machine, start it with "
-            "--host 0.0.0.0 on a network you trust, or deploy it.",
+            f"\nNo public link was created: {cause} (is this machine offline?). The demo runs only at "
+            f"{demo.local_url} ; to reach it from another machine, start it with --host 0.0.0.0 on a network you "
+            "trust, or deploy it.",
             flush=True,
         )
 
@@ -350,24 +392,33 @@ def main(argv: Sequence[str] | None = None) -> None:
         help=f"port to serve on (default: $GRADIO_SERVER_PORT, else {DEFAULT_PORT})",
     )
     parser.add_argument("--share", action="store_true", help="also ask Gradio for a temporary public link")
-    add_weights_argument(parser)
+    parser.add_argument(
+        "--weights",
+        action="append",
+        metavar="FOLDER|USER/NAME[@REV]",
+        help="more weights for the picker, after the bundled street-scene and composites models: a folder with "
+        f"config.json + model.safetensors or a Hub repo id (pin a commit sha); repeat for several (default: "
+        f"${WEIGHTS_ENV}, several separated by commas)",
+    )
     parser.add_argument(
         "--strict-weights",
         action="store_true",
         default=os.environ.get(STRICT_ENV, "").strip().lower() in {"1", "true", "yes", "on"},
-        help=f"exit with an error when the weights do not load, instead of serving the bundled model "
+        help=f"exit with an error when any weights do not load, instead of leaving them out of the picker "
         f"(default: ${STRICT_ENV})",
     )
+    add_timeout_argument(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(message)s")
     logging.getLogger("unet").setLevel(logging.INFO)  # which weights loaded; not every HTTP request Gradio makes
 
     try:
-        if args.strict_weights:  # a deployment that must serve these weights or nothing
-            model, info = load_model(resolve_weights(args.weights))
-            warning = None
-        else:
-            model, info, warning = load_model_with_fallback(args.weights)
+        models, warning = load_catalog(
+            requested_sources(args.weights),
+            strict=args.strict_weights,
+            examples_root=EXAMPLES,
+            timeout_s=args.hub_timeout,
+        )
     except WeightsError as error:
         sys.exit(f"error: {error}")
     # Examples are cached at first use; a folder per server keeps results of other weights from showing up.
@@ -376,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         atexit.register(shutil.rmtree, cache, ignore_errors=True)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a stop by a service manager also runs atexit
         os.environ["GRADIO_EXAMPLES_CACHE"] = cache
-    demo = build_demo(Predictor(model), info, warning)
+    demo = build_demo(models, warning)
     launch(demo, args.host, args.port, args.share)
     demo.block_thread()
 

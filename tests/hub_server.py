@@ -9,10 +9,12 @@ It answers the few routes `huggingface_hub` needs to download files (see ENVIRON
 - 404s carry `X-Error-Code: RepoNotFound | RevisionNotFound | EntryNotFound`, which the client turns into its
   exceptions.
 
-Every commit is a snapshot of a folder, copied when it is added; branches and tags name commits. Three switches
-inject failures: `server_error` (every request answers 500), `truncate` (for these file names the body stops halfway
-and the connection closes, although `Content-Length` promised the whole file) and `corrupt` (for these file names
-bytes in the middle of the body are flipped while the headers still describe the real file).
+Every commit is a snapshot of a folder, copied when it is added; branches and tags name commits. Switches inject
+failures: `server_error` (every request answers 500), `truncate` (for these file names the body stops halfway and the
+connection closes, although `Content-Length` promised the whole file), `corrupt` (for these file names bytes in the
+middle of the body are flipped while the headers still describe the real file), `stall` (for these file names half
+the body is sent, then nothing more while the connection stays open) and `slow` (for these file names the body
+arrives in `slow_pieces` pieces, `slow_interval_s` apart: slow, but never silent for long).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import hashlib
 import json
 import shutil
 import threading
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -47,6 +50,10 @@ class StandInHub:
         self.server_error = False
         self.truncate: set[str] = set()
         self.corrupt: set[str] = set()
+        self.stall: set[str] = set()
+        self.slow: set[str] = set()
+        self.slow_pieces = 10
+        self.slow_interval_s = 0.25
         self.requests: list[str] = []  # "METHOD /path" of every request, in order
         self._server: ThreadingHTTPServer | None = None
 
@@ -169,6 +176,23 @@ class _Handler(BaseHTTPRequestHandler):
         if send_body and filename in hub.corrupt:
             middle = len(body) // 2
             body = body[:middle] + bytes(byte ^ 0xFF for byte in body[middle : middle + 16]) + body[middle + 16 :]
+        if send_body and filename in hub.slow | hub.stall:
+            self.send_response(200)
+            for name, value in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            if filename in hub.stall:  # half the file, then silence on an open connection
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                time.sleep(30)
+                self.close_connection = True
+                return
+            piece = -(-len(body) // hub.slow_pieces)
+            for start in range(0, len(body), piece):
+                self.wfile.write(body[start : start + piece])
+                self.wfile.flush()
+                time.sleep(hub.slow_interval_s)
+            return
         if send_body and filename in hub.truncate:
             # Promise the whole file, send half of it, then hang up.
             self.send_response(200)

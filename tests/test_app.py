@@ -10,6 +10,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import pytest
+import torch
 from app_helpers import EXAMPLE_IMAGE, EXAMPLE_MASK, free_port, save_tiny_checkpoint, start_app, stop, wait_until_up
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -17,33 +18,52 @@ from PIL import Image
 
 import app
 from unet import metrics
+from unet.catalog import ServedModel, load_catalog
 from unet.demo import segment
 from unet.hub import WeightsError, load_model
+from unet.model import UNet
 from unet.predict import Predictor
 from unet.preprocessing import load_mask
-from unet.settings import InferenceSettings
 
-WARNING = "Could not load user/missing from the Hub: offline. Using the bundled model instead."
+WARNING = "Not every model loaded, so the picker lists only the others. Could not load user/missing: offline."
 # The /segment outputs, in order (see app.Outputs).
-MASK, PREDICTION, TRUTH, ERRORS, JSON, TABLE, OVERLAY, SHOWN, BEFORE_AFTER = range(9)
+MASK, PREDICTION, TRUTH, ERRORS, JSON, TABLE, OVERLAY, BEFORE_AFTER = range(8)
+CLASSES = ["sky", "road", "car"]
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_checkpoint(tmp_path_factory.mktemp("tiny"))
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "tiny")
 
 
 @pytest.fixture(scope="module")
-def predictor(weights: Path) -> Predictor:
-    return Predictor(load_model(weights)[0])
+def three_classes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny 3-class model without a background class, as a second model for the picker."""
+    torch.manual_seed(1)
+    folder = tmp_path_factory.mktemp("three") / "three-classes"
+    UNet(num_classes=3, base_width=4, depth=2, class_names=CLASSES, background_class=None).save_pretrained(folder)
+    return folder
 
 
 @pytest.fixture(scope="module")
-def demo(weights: Path, predictor: Predictor, tmp_path_factory: pytest.TempPathFactory) -> Iterator[gr.Blocks]:
-    """The app with the tiny model and a fallback warning, served in this process on a free port."""
+def models(weights: Path, three_classes: Path) -> list[ServedModel]:
+    """The tiny binary model first (the default), the 3-class one second; each with the examples it gets."""
+    served, warning = load_catalog([str(weights), str(three_classes)], bundled=(), examples_root=app.EXAMPLES)
+    assert warning is None
+    return served
+
+
+@pytest.fixture(scope="module")
+def predictor(models: list[ServedModel]) -> Predictor:
+    return models[0].predictor
+
+
+@pytest.fixture(scope="module")
+def demo(models: list[ServedModel], tmp_path_factory: pytest.TempPathFactory) -> Iterator[gr.Blocks]:
+    """The app with both tiny models and a warning, served in this process on a free port."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path_factory.mktemp("examples-cache")))
-        blocks = app.build_demo(predictor, load_model(weights)[1], WARNING)
+        blocks = app.build_demo(models, WARNING)
     app.launch(blocks, "127.0.0.1", free_port())
     yield blocks
     blocks.close()
@@ -80,8 +100,10 @@ def test_page_parts_have_ids_png_images_and_named_events(demo: gr.Blocks) -> Non
     for name in ("prediction", "truth-overlay", "error-map", "before-after", "scores", "scores-json", "mask-file"):
         assert name in by_id
     assert by_id["warning"].visible and WARNING in by_id["warning"].value
-    assert WARNING in by_id["model-info"].value
+    assert by_id["model"].choices == [("tiny (binary)", "tiny"), ("three-classes (3 classes)", "three-classes")]
+    assert by_id["model"].value == "tiny"
     assert "true positive" in by_id["error-legend"].value
+    assert "examples-0" in by_id and "examples-1" not in by_id  # the 3-class model gets no clip-art examples
     assert all(function.api_name for function in demo.fns.values())
     assert "segment" in {function.api_name for function in demo.fns.values()}
 
@@ -104,7 +126,7 @@ def test_segment_with_ground_truth_returns_the_scores_of_its_mask(client: Client
         assert [per_class["background"], per_class["foreground"]] == pytest.approx(expected[name], abs=1e-12)
         assert scores[name]["mean"] == pytest.approx(np.nanmean(expected[name]), abs=1e-12)
     assert f"**{scores['iou']['mean']:.4f}**" in result[TABLE]
-    for output in (PREDICTION, TRUTH, ERRORS, OVERLAY, SHOWN):
+    for output in (PREDICTION, TRUTH, ERRORS, OVERLAY):
         with Image.open(result[output]) as picture:
             assert picture.format == "PNG"
 
@@ -186,10 +208,10 @@ def test_bad_input_gives_its_message_and_the_next_call_works(
 
 
 def test_main_exits_with_the_reason_when_no_weights_load(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fail(source: str | None) -> None:
-        raise WeightsError(f"Could not load folder {source}: it does not exist")
+    def fail(sources: list[str], **_) -> None:
+        raise WeightsError(f"Could not load folder {sources[0]}: it does not exist")
 
-    monkeypatch.setattr(app, "load_model_with_fallback", fail)
+    monkeypatch.setattr(app, "load_catalog", fail)
     with pytest.raises(SystemExit, match="error: Could not load folder /nowhere: it does not exist"):
         app.main(["--weights", "/nowhere"])
 
@@ -204,11 +226,15 @@ def test_cli_serves_the_given_weights_and_says_when_share_fails(
     try:
         url = f"http://127.0.0.1:{port}/"
         wait_until_up(url, process, log)
-        result = Client(url, verbose=False).predict(handle_file(EXAMPLE_IMAGE), None, api_name="/segment")
+        client = Client(url, verbose=False)
+        api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/segment"]
+        model = api["parameters"][-1]  # the bundled models first, the default; then the given weights
+        assert (model["type"]["enum"], model["parameter_default"]) == (["camvid", "composites", weights.name], "camvid")
+        result = client.predict(
+            handle_file(EXAMPLE_IMAGE), None, 0.5, 0.5, False, 0.0, weights.name, api_name="/segment"
+        )
         with Image.open(result[MASK]) as mask_file:
-            settings = load_model(weights)[1].settings
-            direct = segment(predictor, EXAMPLE_IMAGE, tta=settings.tta, min_confidence=settings.min_confidence)
-            np.testing.assert_array_equal(np.asarray(mask_file), direct.mask)
+            np.testing.assert_array_equal(np.asarray(mask_file), segment(predictor, EXAMPLE_IMAGE).mask)
 
         deadline = time.monotonic() + 30  # the share attempt ends after the server answers
         while not re.search("No public link was created|Running on public URL", log.read_text()):
@@ -217,32 +243,33 @@ def test_cli_serves_the_given_weights_and_says_when_share_fails(
         output = log.read_text()
         offline = "Could not create share link" in output
         assert ("No public link was created" in output) == offline, output
-        if offline:
+        if offline:  # what failed: Gradio's tunnel program never arrived, or its server did not answer
             assert f"The demo runs only at {url}" in output
+            assert ("Missing file" in output) == ("(frpc)" in output and "could not be downloaded" in output), output
         assert process.poll() is None, "the app must keep serving after a failed share link"
     finally:
         stop(process)
 
 
-def test_clearing_the_image_clears_the_results_and_a_run_without_one_says_what_to_do(predictor: Predictor) -> None:
-    run, run_new = app.handlers(predictor, InferenceSettings())
+def test_clearing_the_image_clears_the_results_and_a_run_without_one_says_what_to_do(models: list[ServedModel]) -> None:
+    run, run_new = app.handlers(models)
     assert run_new(None, str(EXAMPLE_MASK)) == app.NO_OUTPUTS
     with pytest.raises(gr.Error, match="No image yet: upload, drop, paste or take a photo first"):
         run(None)
 
 
-def test_pictures_reach_gradio_as_png_files_of_the_run(predictor: Predictor) -> None:
+def test_pictures_reach_gradio_as_png_files_of_the_run(models: list[ServedModel]) -> None:
     """Files, not images: Gradio renames a copied file into its cache, but writes an image over the cached copy of an
     identical earlier result while a browser may still be downloading it."""
-    run, _ = app.handlers(predictor, InferenceSettings())
+    run, _ = app.handlers(models)
     outputs = run(str(EXAMPLE_IMAGE), str(EXAMPLE_MASK))
     run_folder = Path(outputs[MASK]).parent
-    pictures = [outputs[PREDICTION], outputs[TRUTH], outputs[ERRORS], outputs[SHOWN], *outputs[BEFORE_AFTER]]
+    pictures = [outputs[PREDICTION], outputs[TRUTH], outputs[ERRORS], *outputs[BEFORE_AFTER]]
     for picture in pictures:
         assert isinstance(picture, str) and Path(picture).parent == run_folder
         with Image.open(picture) as opened:
             assert opened.format == "PNG"
-    assert outputs[BEFORE_AFTER] == (outputs[SHOWN], outputs[PREDICTION])
+    assert outputs[BEFORE_AFTER][1] == outputs[PREDICTION]
 
 
 @pytest.mark.slow
@@ -261,5 +288,69 @@ def test_strict_weights_stop_the_app_instead_of_falling_back(tmp_path: Path, how
     finally:
         stop(process)
     output = log.read_text()
-    assert output.startswith(f"error: '{missing}' is neither an existing folder nor a Hub repo id")
+    assert f"error: '{missing}' is neither an existing folder nor a Hub repo id" in output
     assert "Using the bundled model" not in output
+
+
+def test_segment_runs_the_model_it_names_and_the_first_one_by_default(
+    client: Client, models: list[ServedModel], tmp_path: Path
+) -> None:
+    settings = models[0].settings  # the API's defaults: the page's starting values, the first model's
+    for served, named in ((models[1], {"model": "three-classes"}), (models[0], {})):
+        result = client.predict(handle_file(EXAMPLE_IMAGE), None, 0.5, 0.5, False, 0.0, api_name="/segment", **named)
+        direct = segment(served.predictor, EXAMPLE_IMAGE, downloads=tmp_path)
+        with Image.open(result[MASK]) as mask_file:
+            np.testing.assert_array_equal(np.asarray(mask_file), direct.mask)
+    three = client.predict(handle_file(EXAMPLE_IMAGE), None, model="three-classes", api_name="/segment")
+    # The first model's checkbox value turns on the named model's own test-time augmentation.
+    assert three[JSON]["tta"] == app.augmentation_views(models[1].settings) == "hflip"
+    assert three[JSON]["min_confidence"] == settings.min_confidence
+    assert three[JSON]["foreground_share"] is None and set(three[JSON]["class_shares"]) <= set(CLASSES)
+
+
+def test_a_multi_class_truth_is_scored_per_class_through_segment(client: Client, tmp_path: Path) -> None:
+    width, height = Image.open(EXAMPLE_IMAGE).size
+    truth = np.random.default_rng(0).integers(0, 3, (height, width), dtype=np.uint8)
+    truth[:10] = 255  # unlabelled: left out of every score
+    Image.fromarray(truth).save(tmp_path / "truth.png")
+    result = client.predict(
+        handle_file(EXAMPLE_IMAGE),
+        handle_file(tmp_path / "truth.png"),
+        min_confidence=0.0,
+        model="three-classes",
+        api_name="/segment",
+    )
+    with Image.open(result[MASK]) as mask_file:
+        mask = np.asarray(mask_file)
+    iou, dice = metrics.iou(mask, truth, 3), metrics.dice(mask, truth, 3)  # recomputed from the returned mask
+    scores = result[JSON]
+    assert list(scores["iou"]["per_class"].values()) == pytest.approx(list(iou), abs=1e-12)
+    assert list(scores["dice"]["per_class"].values()) == pytest.approx(list(dice), abs=1e-12)
+    labelled = truth != 255
+    assert scores["accuracy"]["global"] == pytest.approx((mask == truth)[labelled].mean(), abs=1e-12)
+    assert f"Pixel accuracy **{scores['accuracy']['global']:.4f}**" in result[TABLE]
+
+
+def test_an_unknown_model_is_refused_with_the_choices(client: Client) -> None:
+    with pytest.raises(AppError) as raised:
+        client.predict(handle_file(EXAMPLE_IMAGE), None, model="nope", api_name="/segment")
+    assert "There is no model 'nope' here: choose one of tiny, three-classes" in str(raised.value)
+
+
+def test_the_api_documents_the_model_input_and_its_default(client: Client) -> None:
+    parameters = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/segment"]["parameters"]
+    named = {parameter["parameter_name"]: parameter for parameter in parameters}
+    assert list(named) == ["image", "ground_truth", "threshold", "opacity", "augment", "min_confidence", "model"]
+    assert named["model"]["parameter_default"] == "tiny"
+    assert named["min_confidence"]["parameter_default"] == 0.8  # the first model's own (its inference.json)
+
+
+def test_each_model_brings_its_own_controls_legend_and_description(models: list[ServedModel]) -> None:
+    binary, three = app.model_view(models[0]), app.model_view(models[1])
+    assert binary["threshold"]["visible"] and not three["threshold"]["visible"]
+    assert not binary["class_legend"]["visible"] and three["class_legend"]["visible"]
+    assert all(name in three["class_legend"]["value"] for name in CLASSES)
+    assert "3 classes: sky, road, car" in three["summary"]["value"]  # no card: what the model labels
+    assert (
+        "true negatives" in binary["error_legend"]["value"] and "true negatives" not in three["error_legend"]["value"]
+    )

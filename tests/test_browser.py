@@ -1,8 +1,9 @@
-"""The page in a real Chromium: upload an example and its mask, run, and check the IoU and Dice the page shows.
+"""The page in a real Chromium: upload an example and its mask, run, check the IoU and Dice the page shows, and
+switch models.
 
-The app serves a tiny seeded model, or the weights in $UNET_WEIGHTS when set. The full-page screenshot goes to
-$UNET_SCREENSHOT when set (the README's picture:
-`UNET_WEIGHTS=checkpoints/composites UNET_SCREENSHOT=PATH pytest -m browser`).
+The first tests serve a tiny seeded model (or the weights in $UNET_WEIGHTS when set), the last ones the app as it
+starts by default. The street-scene page's full screenshot goes to $UNET_SCREENSHOT when set: the README's picture,
+`UNET_SCREENSHOT=docs/screenshot.png .venv/bin/python -m pytest tests/test_browser.py -k street_model`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 import app
 from unet import metrics
+from unet.catalog import ServedModel, load_catalog
 from unet.demo import segment
 from unet.hub import WEIGHTS_ENV, load_model
 from unet.predict import Predictor
@@ -42,6 +44,7 @@ CHROMIUM_ARGS = [
 ]
 TIMEOUT_MS = 60_000
 IMAGE_LOADED = "id => { const img = document.querySelector(`#${id} img`); return !!img && img.naturalWidth > 0; }"
+EXAMPLE_BUTTONS = "#examples-{0} .gallery-item, #examples-{0} button"
 IDLE = "() => [...document.querySelectorAll('[data-testid=status-tracker]')].every(e => e.classList.contains('hide'))"
 
 
@@ -50,12 +53,11 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> str | Path:
     return os.environ.get(WEIGHTS_ENV) or save_tiny_checkpoint(tmp_path_factory.mktemp("tiny"))
 
 
-def serve(weights: str | Path, cache: Path) -> Iterator[str]:
-    """Serve the app for `weights` in this process on a free port, its examples cached in `cache`; yields its URL."""
-    model, info = load_model(weights)
+def serve(models: list[ServedModel], cache: Path) -> Iterator[str]:
+    """Serve the app for `models` in this process on a free port, its examples cached in `cache`; yields its URL."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("GRADIO_EXAMPLES_CACHE", str(cache))
-        demo = app.build_demo(Predictor(model), info)
+        demo = app.build_demo(models)
     app.launch(demo, "127.0.0.1", free_port())
     yield demo.local_url
     demo.close()
@@ -64,7 +66,8 @@ def serve(weights: str | Path, cache: Path) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def url(weights: str | Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app served in this process on a free port."""
-    yield from serve(weights, tmp_path_factory.mktemp("examples-cache"))
+    models, _ = load_catalog([str(weights)], strict=True, bundled=(), examples_root=app.EXAMPLES)
+    yield from serve(models, tmp_path_factory.mktemp("examples-cache"))
 
 
 @pytest.fixture(scope="module")
@@ -95,10 +98,16 @@ def shown_scores(table: str) -> dict[str, tuple[float, float]]:
     return {name: (float(iou), float(dice)) for name, iou, dice in rows}
 
 
+def open_settings(page: Page) -> None:
+    """Open the closed Settings panel (threshold, opacity, test-time augmentation, least region confidence)."""
+    page.locator("#settings .label-wrap").first.click()
+    page.locator("#opacity").wait_for()
+
+
 def wait_for_results(page: Page) -> None:
     """Wait until every run has ended and the result pictures are on the page."""
     page.wait_for_function(IDLE)
-    for output in ("image-shown", "prediction", "truth-overlay", "error-map", "before-after"):
+    for output in ("prediction", "truth-overlay", "error-map", "before-after"):
         page.wait_for_function(IMAGE_LOADED, arg=output)
 
 
@@ -109,7 +118,7 @@ def test_page_shows_the_scores_of_the_mask_it_offers(url: str, page: Page, tmp_p
     page.wait_for_function("() => document.querySelector('#scores').innerText.includes('mean')")  # ran on upload
     page.locator("#run").click()
     wait_for_results(page)
-    page.screenshot(path=os.environ.get("UNET_SCREENSHOT") or tmp_path / "demo.png", full_page=True)
+    page.screenshot(path=tmp_path / "demo.png", full_page=True)
 
     href = page.locator("#mask-file a").first.get_attribute("href")
     with urllib.request.urlopen(urljoin(url, href)) as response, Image.open(io.BytesIO(response.read())) as png:
@@ -134,9 +143,10 @@ def test_an_example_loads_its_photo_and_mask_with_their_scores(
     url: str, weights: str | Path, page: Page, tmp_path: Path
 ) -> None:
     page.goto(url)
+    open_settings(page)
     page.locator("#threshold input[type=number]").fill("0.9")
     page.locator("#threshold input[type=number]").press("Enter")
-    page.locator("#examples .gallery-item, #examples button").first.click()
+    page.locator(EXAMPLE_BUTTONS.format(0)).first.click()
     page.wait_for_function("() => document.querySelector('#scores').innerText.includes('mean')")
     wait_for_results(page)
 
@@ -160,32 +170,57 @@ def test_an_example_loads_its_photo_and_mask_with_their_scores(
     )
 
 
-STREET = Path(__file__).resolve().parent.parent / "checkpoints" / "camvid"
-STREET_EXAMPLE = STREET.parent.parent / "examples" / "camvid"
+STREET_EXAMPLE = Path(app.EXAMPLES) / "camvid"
 
 
 @pytest.fixture(scope="module")
-def street_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The app as it starts by default: the bundled street-scene model."""
-    yield from serve(STREET, tmp_path_factory.mktemp("street-examples-cache"))
+def street(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[ServedModel]]]:
+    """The app as it starts by default: the bundled street-scene model, then the composites model; the URL and the
+    models, each predictor counting its runs."""
+    models, warning = load_catalog(strict=True, examples_root=app.EXAMPLES)
+    assert [served.name for served in models] == ["camvid", "composites"] and warning is None
+    for served in models:
+        served.predictor.runs = 0
+        predict = served.predictor.predict
+
+        def counted(*args, _predict=predict, _predictor=served.predictor, **kwargs):
+            _predictor.runs += 1
+            return _predict(*args, **kwargs)
+
+        served.predictor.predict = counted
+    for url in serve(models, tmp_path_factory.mktemp("street-examples-cache")):
+        yield url, models
 
 
-def test_the_street_model_page_scores_every_class_of_a_camvid_image(street_url: str, page: Page) -> None:
+def test_the_street_model_page_scores_every_class_of_a_camvid_image(
+    street: tuple[str, list[ServedModel]], browser: Browser, tmp_path: Path
+) -> None:
+    street_url, models = street
     image, truth_file = (
         STREET_EXAMPLE / "images" / "Seq05VD_f02130.jpg",
         STREET_EXAMPLE / "masks" / "Seq05VD_f02130.png",
     )
+    page = browser.new_page(viewport={"width": 1366, "height": 900})  # a laptop's screen
+    page.set_default_timeout(TIMEOUT_MS)
     page.goto(street_url)
-    intro = page.locator("#intro").inner_text()
-    assert "11 classes: sky, building, pole, road" in intro  # the page says what the model labels
-    examples = page.locator("#examples .gallery-item, #examples button")
+    assert "every pixel becomes sky, building, pole, road" in page.locator("#summary").inner_text()  # from the card
+    examples = page.locator(EXAMPLE_BUTTONS.format(0))
     examples.first.wait_for()
     assert examples.count() == 8  # its own examples, not the clip art
+    for part in ("#run", EXAMPLE_BUTTONS.format(0)):  # the first screen holds the Run button and the examples
+        box = page.locator(part).last.bounding_box()
+        assert box is not None and box["y"] + box["height"] <= 900, part
+    assert page.locator("#image input[type=file]").count() == 1  # one upload box for the image
     assert "bicyclist" in page.locator("#class-legend").inner_text()
+    open_settings(page)
+    assert page.locator("#min-confidence").is_visible() and not page.locator("#threshold").is_visible()
+    runs = models[0].predictor.runs
     page.locator("#image input[type=file]").set_input_files(image)
     page.locator("#ground-truth input[type=file]").set_input_files(truth_file)
     page.wait_for_function("() => document.querySelector('#scores').innerText.includes('mean')")
     wait_for_results(page)
+    assert models[0].predictor.runs - runs <= 2  # one run per upload
+    page.screenshot(path=os.environ.get("UNET_SCREENSHOT") or tmp_path / "street.png", full_page=True)
 
     href = page.locator("#mask-file a").first.get_attribute("href")
     with urllib.request.urlopen(urljoin(street_url, href)) as response, Image.open(io.BytesIO(response.read())) as png:
@@ -196,5 +231,45 @@ def test_the_street_model_page_scores_every_class_of_a_camvid_image(street_url: 
     for name, value in zip(("sky", "road", "car"), iou[[0, 3, 8]], strict=True):
         shown = re.search(rf"^{name}\s+([\d.]+)\s+[\d.]+\s*$", table, flags=re.MULTILINE)
         assert shown and float(shown.group(1)) == pytest.approx(value, abs=5e-5), table
-    assert re.search(r"^fence\s+—\s+—", table, flags=re.MULTILINE)  # in neither mask: no score
+    assert not re.search(r"^fence\s", table, flags=re.MULTILINE)  # in neither mask: left out of the table
+    assert "left out: fence" in table and "Pixel accuracy" in table
     assert "Foreground" not in table and "road" in table.splitlines()[-1]  # the share line names classes
+    page.close()
+
+
+def test_switching_models_swaps_examples_legend_controls_and_weights(
+    street: tuple[str, list[ServedModel]], page: Page, tmp_path: Path
+) -> None:
+    street_url, models = street
+    page.goto(street_url)
+    page.locator("#model input").click()
+    page.get_by_role("option", name="composites (binary)").click()
+    page.wait_for_function("() => document.querySelector('#summary').innerText.includes('Clip-art objects')")
+    page.wait_for_function(IDLE)
+    open_settings(page)
+    assert page.locator("#threshold").is_visible() and not page.locator("#class-legend").is_visible()
+    assert not page.locator(EXAMPLE_BUTTONS.format(0)).first.is_visible()
+    examples = page.locator(EXAMPLE_BUTTONS.format(1))
+    assert examples.count() == 8 and examples.first.is_visible()
+    assert "true negatives" in page.locator("#error-legend").inner_text()  # a model with a background
+
+    runs = {served.name: served.predictor.runs for served in models}
+    examples.first.click()
+    page.wait_for_function("() => document.querySelector('#scores').innerText.includes('mean')")
+    wait_for_results(page)
+    composites = models[1]
+    assert models[0].predictor.runs == runs["camvid"]  # the other model did not run
+    assert composites.predictor.runs - runs["composites"] <= 1  # an example click runs the model once at most
+    settings = composites.settings
+    expected = segment(
+        composites.predictor,
+        EXAMPLE_IMAGE,
+        EXAMPLE_MASK,
+        tta=settings.tta,
+        min_confidence=settings.min_confidence,
+        downloads=tmp_path,
+    ).scores
+    shown = shown_scores(page.locator("#scores").inner_text())
+    assert shown["foreground"] == pytest.approx(
+        (expected["iou"]["per_class"]["foreground"], expected["dice"]["per_class"]["foreground"]), abs=5e-5
+    )

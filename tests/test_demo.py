@@ -17,6 +17,7 @@ from unet import metrics
 from unet.demo import (
     DISPLAY_MAX_SIDE,
     InputError,
+    card_summary,
     curves_file,
     error_legend_html,
     example_pairs,
@@ -24,6 +25,7 @@ from unet.demo import (
     model_panel,
     scores_markdown,
     segment,
+    visitor_text,
     warning_markdown,
 )
 from unet.hub import WeightsInfo, load_model
@@ -211,20 +213,22 @@ def test_bad_inputs_raise_input_error_that_says_what_to_do(predictor: Predictor,
     with pytest.raises(InputError) as raised:
         segment(predictor, image, truth, downloads=tmp_path, **arguments)
     assert words in str(raised.value)
+    assert ".." not in str(raised.value).replace("0..1", "") and str(raised.value).endswith(".")
 
 
-def test_scores_markdown_marks_a_class_absent_from_both_masks() -> None:
+def test_scores_markdown_leaves_out_a_class_absent_from_both_masks() -> None:
     scores = {
         "iou": {"per_class": {"background": 1.0, "foreground": None}, "mean": 1.0},
         "dice": {"per_class": {"background": 1.0, "foreground": None}, "mean": 1.0},
+        "accuracy": {"global": 0.75},
         "foreground_share": 0.0,
         "image_size": [8, 4],
         "seconds": 0.012,
         "total_seconds": 0.02,
     }
     table = scores_markdown(scores)
-    assert "| foreground | — | — |" in table
-    assert "left out of the mean" in table
+    assert "| background | 1.0000 | 1.0000 |" in table and "| foreground |" not in table
+    assert "Pixel accuracy **0.7500**" in table and "in neither mask, so left out: foreground." in table
     assert "model 12 ms · in all 20 ms" in table
 
 
@@ -247,21 +251,27 @@ def test_model_panel_gives_the_test_scores_and_their_settings(loaded: tuple[UNet
     assert expected in model_panel(model, WeightsInfo(source=str(folder), folder=folder))
 
 
-def test_model_panel_shows_the_fallback_warning_first(loaded: tuple[UNet, WeightsInfo]) -> None:
+def test_model_panel_names_the_weights_without_their_path(loaded: tuple[UNet, WeightsInfo]) -> None:
     model, info = loaded
-    warning = "Could not load user/missing from the Hub: offline."
-    panel = model_panel(model, info, warning)
-
-    assert panel.startswith(f"⚠️ **{warning}**")
-    assert f"local folder `{info.folder}`" in panel
+    panel = model_panel(model, info)
+    assert f"local folder `{info.folder.name}`" in panel and str(info.folder.parent) not in panel
     assert "U-Net, binary (background, foreground), base width 4, depth 2" in panel
-    assert "Not in" in panel and "training_args.json" in panel
-    assert not model_panel(model, info).startswith("⚠️")
-    assert warning in warning_markdown(warning) and "Using the bundled model" in warning_markdown(warning)
-    assert warning_markdown(None) == ""
+    assert "Not in its folder" in panel and "training_args.json" in panel
+    warning = "Not every model loaded, so the picker lists only the others. Could not load user/missing: offline."
+    assert warning_markdown(warning) == f"⚠️ **{warning}**" and warning_markdown(None) == ""
     assert "PytorchModelHubMixin" in model_card_text(info)  # the card save_pretrained writes
     no_card = WeightsInfo(source=info.source, folder=info.folder)
     assert model_card_text(no_card) == "No model card (README.md) came with these weights."
+
+
+def test_a_card_summary_is_the_quote_under_its_title_and_server_paths_stay_hidden() -> None:
+    card = "---\nlicense: mit\n---\n\n# unet-x\n\n> Street scenes: road, cars.\n> Not indoor photos.\n\nMore."
+    assert card_summary(card) == "Street scenes: road, cars. Not indoor photos."
+    assert card_summary("# unet-x\n\nA U-Net.\n\n> a quote further down") is None
+    assert card_summary(None) is None
+    text = visitor_text("Could not load folder /srv/app/runs/best: it does not exist; from http://10.0.0.5:8080/x")
+    assert text == "Could not load folder best: it does not exist; from (address hidden)"
+    assert visitor_text("values 0/255 and 3/4 stay") == "values 0/255 and 3/4 stay"
 
 
 def test_curves_file_is_found_beside_the_weights(tmp_path: Path) -> None:

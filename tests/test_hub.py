@@ -14,7 +14,8 @@ from huggingface_hub import constants, metadata_load
 from PIL import Image
 
 from unet import hub
-from unet.hub import WeightsError, load_model, load_model_with_fallback
+from unet.catalog import load_catalog
+from unet.hub import WeightsError, load_model
 from unet.model import UNet
 
 REPO = "user/tiny"
@@ -183,13 +184,47 @@ def test_refused_connection_fails_at_once(tmp_path):
     assert seconds < 3
 
 
-def test_truncated_download_gives_up_at_the_deadline(stand_in, tmp_path, checkpoints):
+def test_truncated_download_gives_up_when_nothing_new_arrives(stand_in, tmp_path, checkpoints):
     stand_in.truncate = {"model.safetensors"}
     message, seconds = failure(load_from, stand_in, tmp_path, REPO, timeout_s=1.0)
-    assert "no result within 1 s" in message and "truncated" in message
+    assert "broke off before the end of the file (truncated) and brought nothing new for 1 s" in message
     size = (checkpoints["main"] / "model.safetensors").stat().st_size
     assert f"received {size // 2} bytes, expected {size}" in message  # the server sends half the file
-    assert 1.0 <= seconds < 3
+    assert "--hub-timeout" in message and "UNET_HUB_TIMEOUT" in message  # what can be done about it
+    assert 1.0 <= seconds < 4
+
+
+def test_a_slow_but_steady_download_is_not_cut_off(stand_in, tmp_path):
+    torch.manual_seed(0)
+    larger = UNet(base_width=8)  # 2 MB of weights: pieces of 250 kB, each a sign of progress to the client
+    larger.save_pretrained(tmp_path / "larger")
+    stand_in.add_commit("user/larger", tmp_path / "larger")
+    stand_in.slow, stand_in.slow_pieces, stand_in.slow_interval_s = {"model.safetensors"}, 8, 0.3
+    started = time.perf_counter()
+    model, _ = load_from(stand_in, tmp_path, "user/larger", timeout_s=1.0)
+    assert time.perf_counter() - started > 2.0  # longer than the timeout in all, never silent as long
+    assert torch.equal(outputs(model), outputs(larger.eval()))
+
+
+def test_a_stalled_download_fails_after_the_timeout_of_silence(stand_in, tmp_path):
+    stand_in.stall = {"model.safetensors"}
+    message, seconds = failure(load_from, stand_in, tmp_path, REPO, timeout_s=1.0)
+    assert "the download stalled: nothing new arrived for 1 s" in message
+    assert 1.0 <= seconds < 4
+
+
+def test_the_timeout_comes_from_the_flag_else_the_environment(monkeypatch):
+    monkeypatch.delenv(hub.TIMEOUT_ENV, raising=False)
+    parser = argparse.ArgumentParser()
+    hub.add_timeout_argument(parser)
+    assert parser.parse_args([]).hub_timeout == hub.DEFAULT_TIMEOUT_S
+    assert parser.parse_args(["--hub-timeout", "2.5"]).hub_timeout == 2.5
+    monkeypatch.setenv(hub.TIMEOUT_ENV, "30")
+    parser = argparse.ArgumentParser()
+    hub.add_timeout_argument(parser)
+    assert parser.parse_args([]).hub_timeout == 30.0
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--hub-timeout", "0"])
 
 
 def test_corrupted_download_is_caught_and_dropped_from_the_cache(stand_in, tmp_path, checkpoints):
@@ -291,23 +326,35 @@ def test_weights_come_from_the_flag_else_the_environment_else_the_bundled_folder
     assert parser.parse_args([]).weights is None
 
 
-def test_a_failing_hub_load_falls_back_to_the_bundled_model(stand_in, tmp_path, checkpoints, monkeypatch):
-    monkeypatch.setattr(hub, "BUNDLED_WEIGHTS", checkpoints["dev"])
-    model, info, warning = load_model_with_fallback("nobody/nothing", endpoint=stand_in.url, cache_dir=tmp_path)
-    assert info.folder == checkpoints["dev"] and info.repo_id is None
-    assert f"Could not load nobody/nothing@main from {stand_in.url}: repository nobody/nothing not found" in warning
-    assert f"Using the bundled model ({checkpoints['dev']}) instead" in warning
-    assert torch.equal(outputs(model), outputs(load_model(checkpoints["dev"])[0]))
+def test_the_catalog_leaves_out_what_fails_and_says_so_without_server_addresses(
+    stand_in, tmp_path, checkpoints, monkeypatch
+):
+    monkeypatch.setenv("HF_ENDPOINT", stand_in.url)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    served, warning = load_catalog(
+        ["nobody/nothing", f"{REPO}@{sha(stand_in, 'main')}", str(tmp_path / "missing")], bundled=[checkpoints["dev"]]
+    )
+    assert [entry.name for entry in served] == ["dev", f"{REPO}@{sha(stand_in, 'main')}"]
+    assert torch.allclose(outputs(served[1].model), outputs(load_model(checkpoints["main"])[0]), atol=1e-6)
+    assert "repository nobody/nothing not found" in warning and "missing' is neither an existing folder" in warning
+    assert stand_in.url not in warning and str(tmp_path) not in warning  # the log has them, the page does not
+    with pytest.raises(WeightsError, match="repository nobody/nothing not found"):
+        load_catalog(["nobody/nothing"], strict=True, bundled=[checkpoints["dev"]])
 
-    model, info, warning = load_model_with_fallback(REPO, endpoint=stand_in.url, cache_dir=tmp_path)
-    assert (info.commit, warning) == (sha(stand_in, "main"), None)
+
+def test_the_catalog_names_each_model_once_and_never_by_its_path(tmp_path, checkpoints):
+    copy = shutil.copytree(checkpoints["main"], tmp_path / "other" / "main")
+    served, warning = load_catalog([str(checkpoints["main"]), str(copy)], bundled=[checkpoints["main"]])
+    assert warning is None
+    assert [entry.name for entry in served] == ["main", "other/main"]  # the bundled folder is not loaded twice
 
 
-def test_a_failing_bundled_model_is_not_hidden(tmp_path, monkeypatch):
-    monkeypatch.setattr(hub, "BUNDLED_WEIGHTS", tmp_path)  # empty, like checkpoints/ before training
-    monkeypatch.delenv(hub.WEIGHTS_ENV, raising=False)
-    message, _ = failure(load_model_with_fallback, None)
-    assert f"Could not load folder {tmp_path}: the folder has no config.json or model.safetensors" in message
+def test_a_failing_bundled_model_is_not_hidden(tmp_path, checkpoints):
+    served, warning = load_catalog([str(checkpoints["main"])], bundled=[tmp_path])  # empty, as before training
+    assert [entry.name for entry in served] == ["main"]
+    assert "the folder has no config.json or model.safetensors" in warning
+    message, _ = failure(load_catalog, bundled=[tmp_path])
+    assert "no model could be loaded" in message
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -150,7 +150,7 @@ def test_caller_image_is_neither_closed_nor_changed():
         (encode(rgb(), "PNG")[:-40], "truncated or corrupt"),
         (encode(rgb(), "JPEG")[:-60], "truncated or corrupt"),
         (png_header_only(8000, 6250), "8000x6250 = 50,000,000 pixels, more than the 40,000,000 allowed"),
-        (png_header_only(20000, 20000), "too large to open safely"),
+        (png_header_only(20000, 20000), "400,000,000 pixels, more than the 40,000,000 allowed; downscale it first"),
         (Image.new("RGB", (0, 4)), "empty"),
     ],
     ids=["text", "truncated-png", "truncated-jpeg", "over-max-pixels", "decompression-bomb", "zero-size"],
@@ -235,10 +235,22 @@ def test_out_of_range_values_are_named():
         "mask has values [0, 1, 7]; this model predicts classes 0..1. Store one class index per pixel (0..1), "
         "or 0/255 for a binary mask; 255 marks pixels to ignore."
     )
+    with pytest.raises(MaskError) as error:  # CamVid's own annotations mark unlabelled pixels 11
+        load_mask(grey_png([[0, 10, 11]]), num_labels=11)
+    assert str(error.value).endswith("If 11 marks unlabelled pixels (as in CamVid's own annotations), set those "
+                                     "pixels to 255.")  # fmt: skip
     with pytest.raises(MaskError, match="values from 0 to 300"):
         load_mask(Image.fromarray(np.array([[0, 300]], dtype=np.uint16)))
     with pytest.raises(ImageError, match="not an image"):
         load_mask(b"not a mask")
+
+
+def test_a_mask_saved_as_jpeg_is_told_to_use_png(tmp_path):
+    mask = np.zeros((16, 16), dtype=np.uint8)
+    mask[8:, 1::2] = 10  # classes 0 and 10 of 11, with edges at every pixel of the lower half
+    Image.fromarray(mask).save(tmp_path / "mask.png", quality=70, format="JPEG")  # any name: the bytes tell
+    with pytest.raises(MaskError, match="This mask is a JPEG: .* Save masks as PNG.$"):
+        load_mask(tmp_path / "mask.png", num_labels=11)
 
 
 def test_mask_to_image_round_trips_through_png():

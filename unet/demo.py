@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import shutil
 import tempfile
 import time
@@ -89,6 +90,11 @@ def upload_path(value: ImageInput | None) -> str | Path | Image.Image | None:
     return path
 
 
+def _sentence(error: Exception) -> str:
+    """An error's message as a sentence: one full stop at its end."""
+    return str(error).rstrip(". ") + "."
+
+
 def read_image(source: ImageInput | None, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Read the uploaded image as RGB the way the rest of the package does (`load_image`), with user-facing errors.
 
@@ -105,7 +111,7 @@ def read_image(source: ImageInput | None, max_pixels: int = MAX_PIXELS) -> Image
     try:
         return load_image(source, max_pixels=max_pixels)
     except ImageError as error:
-        raise InputError(f"Image: {error}.") from error
+        raise InputError(f"Image: {_sentence(error)}") from error
     except FileNotFoundError as error:
         raise InputError("Image: the uploaded file is gone from the server; upload it again.") from error
 
@@ -130,7 +136,7 @@ def read_ground_truth(source: ImageInput | None, size: tuple[int, int], num_labe
     try:
         truth = load_mask(source, num_labels=num_labels)
     except (ImageError, MaskError) as error:
-        raise InputError(f"Ground truth: {error}.") from error
+        raise InputError(f"Ground truth: {_sentence(error)}") from error
     except FileNotFoundError as error:
         raise InputError("Ground truth: the uploaded file is gone from the server; upload it again.") from error
     width, height = size
@@ -151,7 +157,7 @@ def score(mask: np.ndarray, truth: np.ndarray, class_names: list[str]) -> dict[s
         class_names: One name a class, background first.
     """
     counts = confusion_counts(mask, truth, num_classes=len(class_names))
-    return summary(iou_from_counts(counts), dice_from_counts(counts), class_names)
+    return summary(iou_from_counts(counts), dice_from_counts(counts), class_names, counts)
 
 
 def _cell(value: float | None) -> str:
@@ -168,11 +174,13 @@ def scores_markdown(scores: dict[str, Any]) -> str:
     if "iou" in scores:
         rows = ["| class | IoU | Dice |", "|:--|--:|--:|"]
         for name, iou in scores["iou"]["per_class"].items():
-            rows.append(f"| {name} | {_cell(iou)} | {_cell(scores['dice']['per_class'][name])} |")
+            if iou is not None:  # a class in neither mask has no score
+                rows.append(f"| {name} | {_cell(iou)} | {_cell(scores['dice']['per_class'][name])} |")
         rows.append(f"| **mean** | **{_cell(scores['iou']['mean'])}** | **{_cell(scores['dice']['mean'])}** |")
         parts.append("\n".join(rows))
-        if None in scores["iou"]["per_class"].values():
-            parts.append("— : the class is in neither mask, so it has no score and is left out of the mean.")
+        absent = [name for name, iou in scores["iou"]["per_class"].items() if iou is None]
+        accuracy = f"Pixel accuracy **{_cell(scores['accuracy']['global'])}** (ignored pixels left out)"
+        parts.append(accuracy + (f"; in neither mask, so left out: {', '.join(absent)}." if absent else "."))
     else:
         parts.append("Add the ground-truth mask to see IoU and Dice.")
     width, height = scores["image_size"]
@@ -198,6 +206,31 @@ def error_legend_html(background_class: int | None = 0) -> str:
     items = "".join(_SWATCH.format(color, label) for label, color in error_legend(background_class))
     dimmed = '<span style="margin-left:0.8em">(true negatives: dimmed)</span>' if background_class is not None else ""
     return f'<div style="font-size:0.9em">{items}{dimmed}</div>'
+
+
+def card_summary(card: str | None) -> str | None:
+    """The one-line summary of a model card: the quoted paragraph (`> ...`) that opens its text after the title
+    (`unet.hub.build_model_card` puts it there), or None when the card has none."""
+    if not card:
+        return None
+    text = card.partition("\n---\n")[2] if card.startswith("---\n") else card  # after the YAML metadata
+    paragraphs = [paragraph.strip() for paragraph in text.split("\n\n") if paragraph.strip()]
+    for paragraph in paragraphs[:2]:  # the title, then the summary
+        lines = paragraph.splitlines()
+        if all(line.startswith(">") for line in lines):
+            return " ".join(line[1:].strip() for line in lines)
+    return None
+
+
+_URL = re.compile(r"https?://[^\s'\"`<>)]+")
+_PATH = re.compile(r"(?<![\w.~/])/(?:[^\s/'\"`():,;]+/)*[^\s/'\"`():,;]*")
+
+
+def visitor_text(text: str) -> str:
+    """`text` fit for a visitor's eyes: server paths shortened to their last part, addresses (such as the Hub
+    endpoint a server was given) hidden. The log keeps the full text."""
+    text = _URL.sub("(address hidden)", text)
+    return _PATH.sub(lambda match: next((part for part in reversed(match[0].split("/")) if part), "/"), text)
 
 
 def model_summary(model: UNet) -> str:
@@ -376,11 +409,12 @@ def _card(info: WeightsInfo) -> ModelCard | None:
 
 
 def _weights_line(info: WeightsInfo) -> str:
+    """Where the weights came from, for visitors: a Hub repo and commit, or a folder's name (never its path)."""
     if info.repo_id is not None:
         return f"Hugging Face Hub repo `{info.repo_id}`, revision `{info.revision}`, commit `{info.commit}`"
-    if info.folder.resolve() == BUNDLED_WEIGHTS.resolve():
-        return f"the bundled model, folder `{info.folder}`"
-    return f"local folder `{info.folder}`"
+    if info.folder.resolve().parent == BUNDLED_WEIGHTS.resolve().parent:
+        return f"the bundled model `checkpoints/{info.folder.name}`"
+    return f"local folder `{info.folder.name}`"
 
 
 def _network_line(model: UNet, config: dict[str, Any] | None) -> str:
@@ -437,20 +471,16 @@ def _eval_section(info: WeightsInfo, card: ModelCard | None) -> str:
     return f"**Test scores:** none found ({problem}, and the model card lists no scores)."
 
 
-def model_panel(model: UNet, info: WeightsInfo, warning: str | None = None) -> str:
+def model_panel(model: UNet, info: WeightsInfo) -> str:
     """Markdown for the model panel: which weights, the network, its training data and its test scores.
 
     Args:
         model: The loaded network.
         info: Where its weights came from (`load_model`).
-        warning: The fallback warning of `load_model_with_fallback`, shown first when given.
     """
     card = _card(info)
     config, _ = _read_json(info.folder / CONFIG_FILE)
-    parts = []
-    if warning:
-        parts.append(f"⚠️ **{warning}**")
-    parts += [
+    parts = [
         f"**Weights:** {_weights_line(info)}",
         f"**Network:** {_network_line(model, config)}",
         f"**Trained on:** {_training_line(info, card)}",
@@ -460,7 +490,7 @@ def model_panel(model: UNet, info: WeightsInfo, warning: str | None = None) -> s
         expected = (CARD_FILE, "training_args.json", "eval.json", "curves.png")
         missing = [name for name in expected if not (info.folder / name).is_file()]
         if missing:
-            parts.append(f"Not in `{info.folder}`: {', '.join(missing)}.")
+            parts.append(f"Not in its folder: {', '.join(missing)}.")
     return "\n\n".join(parts)
 
 
@@ -479,5 +509,5 @@ def curves_file(info: WeightsInfo) -> Path | None:
 
 
 def warning_markdown(warning: str | None) -> str:
-    """The banner shown at the top of the page when the requested weights failed and the bundled ones are used."""
-    return "" if not warning else f"⚠️ **Using the bundled model: the requested weights did not load.** {warning}"
+    """The banner at the top of the page when some weights did not load (`unet.catalog.load_catalog`)."""
+    return "" if not warning else f"⚠️ **{warning}**"

@@ -2,9 +2,9 @@
 
 A weights folder is what `UNet.save_pretrained` writes: `config.json` (the constructor arguments) beside
 `model.safetensors`. `load_model` takes such a folder or a Hub repo id `user/name[@revision]`; every failure becomes
-a `WeightsError` that says what happened and what to do. Every CLI and the app choose weights the same way
-(`--weights`, else `$UNET_WEIGHTS`, else the bundled street-scene model `checkpoints/camvid/`), and the app falls
-back to the bundled model when other weights fail (`load_model_with_fallback`).
+a `WeightsError` that says what happened and what to do. Every CLI chooses weights the same way
+(`--weights`, else `$UNET_WEIGHTS`, else the bundled street-scene model `checkpoints/camvid/`); the app serves
+several (`unet.catalog`).
 
     python -m unet.hub push --repo-id USER/NAME [--weights FOLDER] [--eval-json PATH] [--private] [--dry-run]
 
@@ -52,6 +52,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from huggingface_hub.file_download import _CACHED_NO_EXIST
+from huggingface_hub.utils import tqdm as hf_tqdm
 from huggingface_hub.utils import validate_repo_id
 from safetensors import SafetensorError
 from safetensors.torch import load_file
@@ -64,6 +65,8 @@ log = logging.getLogger("unet.hub")
 
 BUNDLED_WEIGHTS = Path(__file__).resolve().parent.parent / "checkpoints" / "camvid"
 WEIGHTS_ENV = "UNET_WEIGHTS"
+TIMEOUT_ENV = "UNET_HUB_TIMEOUT"
+DEFAULT_TIMEOUT_S = 10.0
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "README.md"
@@ -84,6 +87,7 @@ _COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _TRUE = {"1", "ON", "YES", "TRUE"}
 _threads = itertools.count()
+_PROGRESS_CHUNK_BYTES = 64 * 1024
 T = TypeVar("T")
 
 
@@ -144,6 +148,29 @@ def add_weights_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_timeout_argument(parser: argparse.ArgumentParser) -> None:
+    """Add `--hub-timeout`, the seconds the Hub may stay silent (`load_model`'s `timeout_s`)."""
+    default = os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT_S
+    parser.add_argument(
+        "--hub-timeout",
+        type=_positive_seconds,
+        default=_positive_seconds(str(default)),
+        metavar="SECONDS",
+        help=f"give up on the Hub after this many seconds without an answer or without new data (a download that "
+        f"keeps arriving is never cut off; default: ${TIMEOUT_ENV}, else {DEFAULT_TIMEOUT_S:g})",
+    )
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"the Hub timeout is a number of seconds above 0, not {text!r}")
+    return value
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Loading
 
@@ -154,7 +181,7 @@ def load_model(
     *,
     endpoint: str | None = None,
     cache_dir: str | Path | None = None,
-    timeout_s: float = 10.0,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> tuple[UNet, WeightsInfo]:
     """Load a U-Net in eval mode from a weights folder or a Hub repo, strictly and from safetensors only.
 
@@ -168,8 +195,9 @@ def load_model(
         revision: The Hub revision, instead of `@revision` in `source`.
         endpoint: The Hub URL; default `$HF_ENDPOINT`, else https://huggingface.co.
         cache_dir: The Hub cache; default `$HF_HUB_CACHE`, else huggingface_hub's default.
-        timeout_s: The most seconds a Hub download may take before it fails (the client alone retries some
-            errors for ~23 s).
+        timeout_s: The most seconds the Hub may stay silent: to answer a request, and between two pieces of a
+            download. A download that keeps arriving is never cut off; one that stalls, or a server that does not
+            answer, fails after this long (the client alone retries some errors for ~23 s).
 
     Returns:
         The model and where it came from (`WeightsInfo`, with the resolved commit for a Hub load).
@@ -214,47 +242,6 @@ def _is_repo_id(text: str) -> bool:
     except HFValidationError:
         return False
     return "/" in text
-
-
-def load_model_with_fallback(
-    source: str | None = None,
-    revision: str | None = None,
-    *,
-    endpoint: str | None = None,
-    cache_dir: str | Path | None = None,
-    timeout_s: float = 10.0,
-) -> tuple[UNet, WeightsInfo, str | None]:
-    """Load `resolve_weights(source)`; if that fails and it is not the bundled model, load the bundled one.
-
-    Args:
-        source: The `--weights` value, or None for `$UNET_WEIGHTS` or the bundled model.
-        revision: The Hub revision, instead of `@revision` in `source`.
-        endpoint: The Hub URL; default `$HF_ENDPOINT`, else https://huggingface.co.
-        cache_dir: The Hub cache; default `$HF_HUB_CACHE`, else huggingface_hub's default.
-        timeout_s: The most seconds a Hub download may take before it fails.
-
-    Returns:
-        The model, where it came from, and a warning to show the user when the bundled model replaced the
-        requested weights (None when the requested weights loaded).
-
-    Raises:
-        WeightsError: When the requested weights and the bundled model both fail (or the bundled model alone was
-            requested and failed).
-    """
-    chosen = resolve_weights(source)
-    try:
-        model, info = load_model(chosen, revision, endpoint=endpoint, cache_dir=cache_dir, timeout_s=timeout_s)
-        return model, info, None
-    except WeightsError as error:
-        if Path(chosen).expanduser().resolve() == BUNDLED_WEIGHTS.resolve():
-            raise
-        warning = f"{str(error).rstrip('.')}. Using the bundled model ({BUNDLED_WEIGHTS}) instead."
-    log.warning(warning)
-    try:
-        model, info = load_model(BUNDLED_WEIGHTS)
-    except WeightsError as error:
-        raise WeightsError(f"{warning} The bundled model failed too: {error}") from error
-    return model, info, warning
 
 
 def _load_local(folder: Path, source: str) -> tuple[UNet, WeightsInfo]:
@@ -386,33 +373,73 @@ class _HubJob:
     cache_dir: str | Path | None
     offline: bool
     timeout_s: float
+    watch: _Progress = field(default_factory=lambda: _Progress())
 
     @property
     def where(self) -> str:
         return f"{self.repo_id}@{self.revision}"
 
 
+class _Progress:
+    """When a Hub download last brought bytes it had not brought before (a retry that starts the file over again
+    brings none), and how many: what tells a slow download from a stalled one."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.last = time.monotonic()
+        self.received = 0
+        self.furthest: dict[str, int] = {}  # per file: the most bytes of it a download has reached
+
+    def restart(self) -> None:
+        with self.lock:
+            self.last = time.monotonic()
+
+    def reached(self, name: str, position: int) -> None:
+        with self.lock:
+            furthest = self.furthest.get(name, 0)
+            if position > furthest:
+                self.received += position - furthest
+                self.furthest[name] = position
+                self.last = time.monotonic()
+
+    def bar_class(self) -> type[hf_tqdm]:
+        """A huggingface_hub progress bar that reports every piece of a download to this watch (it counts for
+        itself: a bar that is not shown counts nothing)."""
+        watch = self
+
+        class Bar(hf_tqdm):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self.file_name = str(kwargs.get("desc"))
+                self.position_reached = int(kwargs.get("initial") or 0)
+
+            def update(self, n: float | None = 1) -> bool | None:
+                self.position_reached += int(n or 0)
+                watch.reached(self.file_name, self.position_reached)
+                return super().update(n)
+
+        return Bar
+
+
 def _load_from_hub(job: _HubJob, source: str) -> tuple[UNet, WeightsInfo]:
-    """Download config and weights (bounded by `job.timeout_s`), then build the model from the cache."""
+    """Download config and weights (given up after `job.timeout_s` of silence), then build the model from the cache."""
     if job.offline:
         log.info("HF_HUB_OFFLINE is set: loading %s from the local cache only", job.where)
     else:
         log.info(
-            "Downloading weights from the Hub: %s (%s, giving up after %g s) ...",
+            "Downloading weights from the Hub: %s (%s, giving up after %g s without an answer or new data) ...",
             job.where,
             job.endpoint,
             job.timeout_s,
         )
-    deadline = time.monotonic() + job.timeout_s
     try:
-        config_path, weights_path = _with_deadline(partial(_download_weights, job), job.timeout_s)
+        config_path, weights_path = _while_progressing(partial(_download_weights, job), job)
     except (HfHubHTTPError, httpx2.HTTPError, OSError) as error:
         raise WeightsError(_explain(error, job)) from error
     commit = config_path.parent.name  # the cache keeps files under snapshots/<commit sha>/
     model = _build_model(config_path, weights_path)
     settings = _read_settings(config_path.parent / SETTINGS_FILE)  # downloaded with the weights, if the repo has it
-    # The card is a nicety: it gets what is left of the time, and at least a second.
-    card = _download_card(job, commit, timeout_s=max(deadline - time.monotonic(), 1.0))
+    card = _download_card(job, commit)
     info = WeightsInfo(
         source=source,
         folder=config_path.parent,
@@ -473,8 +500,9 @@ def _fetch(job: _HubJob, filename: str, revision: str) -> str:
         revision=revision,
         cache_dir=job.cache_dir,
         endpoint=job.endpoint,
-        etag_timeout=min(job.timeout_s, constants.HF_HUB_ETAG_TIMEOUT),
+        etag_timeout=job.timeout_s,
         library_name="unet",
+        tqdm_class=job.watch.bar_class(),
     )
     # A commit never changes, so a cached file at a commit sha needs no network at all.
     if job.offline or _COMMIT_SHA.fullmatch(revision):
@@ -486,7 +514,7 @@ def _fetch(job: _HubJob, filename: str, revision: str) -> str:
     url = hf_hub_url(job.repo_id, filename, revision=revision, endpoint=job.endpoint)
     try:
         # One HEAD without retries: the client would retry a 5xx or a refused connection for ~23 s.
-        metadata = get_hf_file_metadata(url, timeout=min(job.timeout_s, constants.HF_HUB_ETAG_TIMEOUT))
+        metadata = get_hf_file_metadata(url, timeout=job.timeout_s)
     except (RepositoryNotFoundError, RevisionNotFoundError, RemoteEntryNotFoundError):
         raise
     except (HfHubHTTPError, httpx2.TransportError) as error:
@@ -534,18 +562,19 @@ def _check_blob(path: Path) -> None:
         )
 
 
-def _download_card(job: _HubJob, commit: str, timeout_s: float) -> str | None:
+def _download_card(job: _HubJob, commit: str) -> str | None:
     """The repo's README.md at `commit`, or None: a missing or unreachable card never fails a load."""
     try:
-        path = _with_deadline(partial(_fetch, job, CARD_FILE, commit), timeout_s)
+        path = _while_progressing(partial(_fetch, job, CARD_FILE, commit), job)
     except (HfHubHTTPError, httpx2.HTTPError, OSError, WeightsError) as error:
         log.info("No model card for %s: %s", job.where, _first_line(error))
         return None
     return _read_card(Path(path))
 
 
-def _with_deadline(task: Callable[[], T], timeout_s: float) -> T:
-    """Run `task` in a daemon thread and give up after `timeout_s`, naming the client's last complaint."""
+def _while_progressing(task: Callable[[], T], job: _HubJob) -> T:
+    """Run `task` in a daemon thread for as long as the Hub answers or brings new data: give up after
+    `job.timeout_s` of neither, naming the client's last complaint."""
     outcome: dict[str, Any] = {}
 
     def run() -> None:
@@ -558,24 +587,39 @@ def _with_deadline(task: Callable[[], T], timeout_s: float) -> T:
     watcher = _LastWarning(thread.name)
     hub_logger = logging.getLogger("huggingface_hub")
     hub_logger.addHandler(watcher)
+    job.watch.restart()
+    # huggingface_hub reads its body in 10 MB pieces and waits 10 s for a socket: smaller pieces show progress on a
+    # slow link, and a socket silent for the timeout is a stall.
+    tuned = {"DOWNLOAD_CHUNK_SIZE": _PROGRESS_CHUNK_BYTES, "HF_HUB_DOWNLOAD_TIMEOUT": job.timeout_s}
+    saved = {name: getattr(constants, name) for name in tuned}
     try:
+        for name, value in tuned.items():
+            setattr(constants, name, value)
         thread.start()
-        thread.join(timeout_s)
+        while thread.is_alive() and time.monotonic() - job.watch.last < job.timeout_s:
+            thread.join(min(0.1, job.timeout_s))
     finally:
+        for name, value in saved.items():
+            setattr(constants, name, value)
         hub_logger.removeHandler(watcher)
     if thread.is_alive():
         # The thread cannot be killed; as a daemon it ends with its retries or with the process.
         complaint = watcher.message
-        if complaint is None:
-            reason = "no answer from the Hub"
-        elif "Error while downloading" in complaint:
+        if job.watch.received == 0 and complaint is None:
+            reason = f"no answer from the Hub within {job.timeout_s:g} s"
+        elif complaint is not None and "Error while downloading" in complaint:
             complaint = complaint.partition(" Trying to resume")[0]
-            reason = f"the download broke off before the end of the file (truncated) and kept failing: {complaint}"
+            reason = (
+                f"the download broke off before the end of the file (truncated) and brought nothing new for "
+                f"{job.timeout_s:g} s: {complaint}"
+            )
+        elif complaint is not None:
+            reason = f"nothing new for {job.timeout_s:g} s; the Hub client kept retrying after: {complaint}"
         else:
-            reason = f"the Hub client kept retrying after: {complaint}"
+            reason = f"the download stalled: nothing new arrived for {job.timeout_s:g} s"
         raise WeightsError(
-            f"no result within {timeout_s:g} s: {reason}. Check the network and the Hub's status, or allow a "
-            "longer timeout."
+            f"{reason}. Check the network and the Hub's status; on a slow link allow longer silences with "
+            f"--hub-timeout or ${TIMEOUT_ENV}."
         )
     if "error" in outcome:
         raise outcome["error"]
@@ -662,7 +706,9 @@ def build_model_card(
         eval_json: The evaluate CLI's JSON; default the folder's eval.json. The scores come only from here.
         repo_id: The Hub repo the card is for, `USER/NAME`; a placeholder when None.
         notes: Markdown placed after the intended use: what the training data is, what the model can and cannot be
-            expected to segment, the commands that rebuild it.
+            expected to segment, the commands that rebuild it. A quoted paragraph (`> ...`) that opens it is the
+            card's one-line summary and goes right under the title, where the demo reads it
+            (`unet.demo.card_summary`).
         license: The weights' licence, a Hub licence id: "mit" like the code, or the training data's where it
             binds the weights (CamVid's "cc-by-nc-4.0").
 
@@ -692,8 +738,10 @@ def build_model_card(
     network = "A U-Net (Ronneberger et al., 2015)"
     if config.get(ARCHITECTURE_KEY) == "lite-unet":
         network += " whose contracting path is EfficientNet-Lite0 (Tan and Le, 2019), pretrained on ImageNet,"
+    summary, notes = _split_summary(notes or "")
     sections = [
         f"# {name}",
+        *([summary] if summary else []),
         f"{network} for {task} semantic segmentation of RGB images of any size, "
         f"{_parameter_count(config)} parameters, trained with this project's `unet` package. "
         f"The weights are `{WEIGHTS_FILE}`; `{CONFIG_FILE}` holds the architecture.",
@@ -702,7 +750,7 @@ def build_model_card(
         "baseline to compare other models with.\n"
         "- Not for: medical, safety-critical or surveillance decisions, identifying people, or images unlike its "
         "training data: the scores below say nothing about other kinds of pictures.",
-        *([notes.strip()] if notes and notes.strip() else []),
+        *([notes] if notes else []),
         _training_section(folder, training),
         _evaluation_section(scores),
         "## Architecture\n\n" + _table({key: config[key] for key in sorted(config)}, "argument"),
@@ -713,6 +761,14 @@ def build_model_card(
         f"Only `{WEIGHTS_FILE}` is read (never pickles), and it must match `{CONFIG_FILE}` exactly.",
     ]
     return f"---\n{metadata.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n"
+
+
+def _split_summary(notes: str) -> tuple[str | None, str]:
+    """The quoted paragraph that opens `notes` (the card's summary, or None), and the rest of the notes."""
+    first, _, rest = notes.strip().partition("\n\n")
+    if first and all(line.startswith(">") for line in first.splitlines()):
+        return first, rest.strip()
+    return None, notes.strip()
 
 
 def _eval_results(scores: dict) -> list[EvalResult]:

@@ -8,6 +8,7 @@ never interpolated. Predictions are resized as logits, then turned into per-clas
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import BinaryIO
 
@@ -20,6 +21,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 ALPHA_BACKGROUND = (255, 255, 255)  # transparent pixels are composited onto white
 MAX_IMAGE_PIXELS = 40_000_000  # about 8000 x 5000: larger images are refused before they are decoded
+_JPEG_START = b"\xff\xd8\xff"
 IGNORE_INDEX = 255  # mask value for pixels that count for no class (the Pascal VOC border convention)
 
 ImageSource = str | Path | bytes | BinaryIO | Image.Image
@@ -61,8 +63,10 @@ def _decode(source: ImageSource, max_pixels: int) -> Image.Image:
             return _oriented(source, max_pixels)  # the caller's image: used, never closed
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
             return _oriented(image, max_pixels)
-    except Image.DecompressionBombError as exc:
-        raise ImageError(f"the image is too large to open safely ({exc}); downscale it first") from exc
+    except Image.DecompressionBombError as exc:  # Pillow's own limit, far above ours: say ours
+        found = re.search(r"Image size \((\d+) pixels\)", str(exc))
+        size = f"{int(found[1]):,} pixels" if found else "more pixels than Pillow opens"
+        raise ImageError(f"the image has {size}, more than the {max_pixels:,} allowed; downscale it first") from exc
     except UnidentifiedImageError as exc:
         raise ImageError("the file is not an image in a known format; use a JPEG, PNG, WebP, BMP or TIFF") from exc
     except (OSError, SyntaxError) as exc:
@@ -235,11 +239,34 @@ def load_mask(
         invalid = present[(present >= num_labels) & (present != IGNORE_INDEX)]
         if invalid.size:
             last = num_labels - 1
+            if _is_jpeg(source):
+                hint = (
+                    " This mask is a JPEG: its compression changes the values near every edge, so class indices do "
+                    "not survive it. Save masks as PNG."
+                )
+            elif invalid.tolist() == [num_labels]:
+                hint = (
+                    f" If {num_labels} marks unlabelled pixels (as in CamVid's own annotations), set those pixels "
+                    f"to {IGNORE_INDEX}."
+                )
+            else:
+                hint = ""
             raise MaskError(
                 f"mask has values {_format_values(present)}; this model predicts classes 0..{last}. Store one class "
                 f"index per pixel (0..{last}), or 0/255 for a binary mask; {IGNORE_INDEX} marks pixels to ignore."
+                + hint
             )
     return mask
+
+
+def _is_jpeg(source: ImageSource | np.ndarray) -> bool:
+    """Whether a mask source is a JPEG file (by its first bytes: an upload may have any name)."""
+    if isinstance(source, str | Path):
+        with open(source, "rb") as file:
+            return file.read(3) == _JPEG_START
+    if isinstance(source, bytes):
+        return source[:3] == _JPEG_START
+    return isinstance(source, Image.Image) and source.format == "JPEG"
 
 
 def resize_for_model(image: Image.Image, max_side: int | None) -> Image.Image:
