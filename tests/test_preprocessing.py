@@ -249,7 +249,7 @@ def test_a_mask_saved_as_jpeg_is_told_to_use_png(tmp_path):
     mask = np.zeros((16, 16), dtype=np.uint8)
     mask[8:, 1::2] = 10  # classes 0 and 10 of 11, with edges at every pixel of the lower half
     Image.fromarray(mask).save(tmp_path / "mask.png", quality=70, format="JPEG")  # any name: the bytes tell
-    with pytest.raises(MaskError, match="This mask is a JPEG: .* Save masks as PNG.$"):
+    with pytest.raises(MaskError, match=r"This mask is a JPEG: .* Save masks as PNG\.$"):
         load_mask(tmp_path / "mask.png", num_labels=11)
 
 

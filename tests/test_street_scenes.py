@@ -5,6 +5,7 @@ class (CamVid's class 0 is the sky)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +115,17 @@ def test_evaluate_scores_a_camvid_split_as_the_literature_does(
     assert report["headline"]["iou"] == pytest.approx(np.mean(present))
     assert 0 < report["accuracy"]["class_average"] <= 1 and report["accuracy"]["global"] > 0.8
     assert (tmp_path / "cases.png").is_file()
+
+
+def test_settings_chosen_on_val_become_the_models_defaults(trained: Path, tmp_path: Path) -> None:
+    camvid = Path(json.loads((trained / "best" / "training_args.json").read_text())["data"])
+    folder = shutil.copytree(trained / "best", tmp_path / "weights")
+    with pytest.raises(SystemExit, match="use the val split, never the test split"):
+        unet.evaluate.main(["--weights", str(folder), "--camvid", str(camvid), "--split", "test", "--save-settings"])
+    unet.evaluate.main(["--weights", str(folder), "--camvid", str(camvid), "--split", "val", "--tta", "hflip",
+                        "--min-confidence", "0.3", "--save-settings"])  # fmt: skip
+    settings = load_model(folder)[1].settings
+    assert (settings.tta, settings.min_confidence) == ("hflip", 0.3)
 
 
 def test_evaluate_asks_for_one_kind_of_data(capsys: pytest.CaptureFixture) -> None:

@@ -390,6 +390,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--class-names", help="comma-separated, background first (default: the model's config)")
     parser.add_argument("--dataset", help="name in eval.json (default: the images folder's parent folder)")
     parser.add_argument(
+        "--save-settings",
+        action="store_true",
+        help="make the settings of this evaluation the model's defaults: write them as inference.json into the "
+        "weights folder (choose them on validation data, never on the test split)",
+    )
+    parser.add_argument(
         "--groups",
         type=Path,
         metavar="CSV",
@@ -423,10 +429,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             min_confidence=settings.min_confidence,
         )
         per_group = group_scores(result, groups) if groups is not None else None
+        if args.save_settings and info.repo_id is not None:
+            raise ValueError("--save-settings writes into a weights folder; a Hub repo is changed by a push")
+        if args.save_settings and args.camvid is not None and args.split == "test":
+            raise ValueError("--save-settings chooses settings: use the val split, never the test split")
     # MaskError and ImageError (both ValueErrors) name the file; the folder errors say what layout is expected.
     except (WeightsError, FileNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")
     print(format_table(result, per_group))
+    if args.save_settings:
+        print(f"wrote the model's default settings to {settings.write(info.folder)}")
     if args.out is not None:
         write_report(result, args.out, weights, args.dataset, groups)
         written = ["eval.json", "per_image.csv"]
