@@ -354,3 +354,20 @@ def test_each_model_brings_its_own_controls_legend_and_description(models: list[
     assert (
         "true negatives" in binary["error_legend"]["value"] and "true negatives" not in three["error_legend"]["value"]
     )
+
+
+def test_no_visitor_facing_text_names_a_server_path(weights: Path, tmp_path: Path) -> None:
+    gone = tmp_path / "secret-folder" / "gone"
+    models, warning = load_catalog([str(weights), str(gone)], bundled=(), examples_root=app.EXAMPLES)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path / "cache"))
+        blocks = app.build_demo(models, warning)
+    texts = [warning]
+    for part in components(blocks):
+        texts.append(str(part.label or ""))
+        if isinstance(part, gr.Markdown | gr.HTML | gr.Dropdown):
+            texts.append(str(part.value) + str(getattr(part, "choices", "")))
+    shown = "\n".join(texts)
+    assert "gone' is neither an existing folder" in shown  # what failed is said
+    for path in (str(tmp_path), str(weights.parent), str(app.EXAMPLES.parent)):
+        assert path not in shown, path

@@ -170,6 +170,18 @@ def test_an_example_loads_its_photo_and_mask_with_their_scores(
     )
 
 
+def test_after_an_error_no_result_of_the_last_image_stays(url: str, page: Page, tmp_path: Path) -> None:
+    page.goto(url)
+    page.locator("#image input[type=file]").set_input_files(EXAMPLE_IMAGE)
+    page.wait_for_function(IMAGE_LOADED, arg="prediction")
+    Image.new("L", (20, 10)).save(tmp_path / "small.png")  # a ground truth of another size
+    page.locator("#ground-truth input[type=file]").set_input_files(tmp_path / "small.png")
+    page.get_by_text("the mask is 20x10 pixels").first.wait_for()  # the message
+    page.wait_for_function(f"id => !({IMAGE_LOADED})(id)", arg="prediction")  # the last picture is gone
+    scores = page.locator("#scores").inner_text()
+    assert app.NO_RESULT in scores and "Foreground" not in scores  # no figures of the last run
+
+
 STREET_EXAMPLE = Path(app.EXAMPLES) / "camvid"
 
 
