@@ -27,7 +27,9 @@ from unet.demo import (
     DemoResult,
     ImageInput,
     InputError,
+    class_colors_hex,
     class_legend_html,
+    class_regions,
     curves_file,
     error_legend_html,
     model_card_text,
@@ -37,6 +39,7 @@ from unet.demo import (
 )
 from unet.hub import WEIGHTS_ENV, WeightsError, add_timeout_argument
 from unet.predict import TTA_HELP
+from unet.preprocessing import load_mask
 from unet.settings import InferenceSettings
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # otherwise Gradio looks up its servers at launch
@@ -179,7 +182,24 @@ def model_view(served: ServedModel) -> dict[str, dict[str, Any]]:
         "model_info": {"value": model_panel(model, served.info)},
         "curves": {"value": None if curves is None else str(curves), "visible": curves is not None},
         "card": {"value": model_card_text(served.info)},
+        "highlight": {"value": None, "color_map": class_colors_hex(model)},
     }
+
+
+def highlight_handler(models: Sequence[ServedModel]) -> Callable[..., Any]:
+    """The handler of the class highlight: the image as the model saw it with one region a class, from the last
+    result (the before/after pair and the mask file); nothing is drawn while its panel is closed."""
+    by_name = {served.name: served for served in models}
+
+    def highlight(before_after: tuple | None, mask_file: str | None, model: str, is_open: bool) -> Any:
+        if not is_open:
+            return gr.skip()
+        if not before_after or mask_file is None or model not in by_name:
+            return None
+        image = before_after[0]
+        return image, class_regions(load_mask(mask_file), by_name[model].model, image.size)
+
+    return highlight
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -277,6 +297,13 @@ def build_demo(models: Sequence[ServedModel], warning: str | None = None) -> gr.
                 label="Error map (needs a ground truth)", format="png", interactive=False, elem_id="error-map"
             )
         error_legend = gr.HTML(elem_id="error-legend", **view["error_legend"])
+        with gr.Accordion(
+            "Highlight a class: point at its name under the picture", open=False, elem_id="highlight-panel"
+        ) as highlight_panel:
+            highlight = gr.AnnotatedImage(
+                format="png", height=420, label="Prediction, a region a class", elem_id="highlight", **view["highlight"]
+            )
+        highlight_open = gr.State(False)
         with gr.Accordion("Scores as JSON (what the /segment API returns)", open=False, elem_id="json-panel"):
             scores_json = gr.JSON(label="Scores", open=True, elem_id="scores-json")
 
@@ -328,7 +355,18 @@ def build_demo(models: Sequence[ServedModel], warning: str | None = None) -> gr.
             visible = [gr.update(visible=served is shown) for served in models]
             return (*[gr.update(**parts[key]) for key in view], *visible, None, *NO_OUTPUTS)
 
-        parts = [summary, class_legend, error_legend, threshold, augment, min_confidence, model_info, curves, card]
+        parts = [
+            summary,
+            class_legend,
+            error_legend,
+            threshold,
+            augment,
+            min_confidence,
+            model_info,
+            curves,
+            card,
+            highlight,
+        ]
         assert len(parts) == len(view)
         # A new model: its description, controls and examples; the ground truth of the last one may not fit it, so
         # it goes, and an image already there is segmented again.
@@ -349,6 +387,14 @@ def build_demo(models: Sequence[ServedModel], warning: str | None = None) -> gr.
             api_visibility="private",
             trigger_mode="always_last",
         ).then(run_new, inputs, outputs, api_name="segment_new_input", api_visibility="undocumented", preprocess=False)
+        # The class highlight is drawn only while its panel is open: when it opens, and after each run.
+        highlight_inputs = [before_after, mask_file, model_choice, highlight_open]
+        show_highlight = highlight_handler(models)
+        highlight_panel.expand(lambda: True, None, highlight_open, api_visibility="private").then(
+            show_highlight, highlight_inputs, highlight, api_visibility="private"
+        )
+        highlight_panel.collapse(lambda: False, None, highlight_open, api_visibility="private")
+        mask_file.change(show_highlight, highlight_inputs, highlight, api_visibility="private")
     return demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
 
 

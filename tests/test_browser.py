@@ -246,6 +246,10 @@ def test_the_street_model_page_scores_every_class_of_a_camvid_image(
     assert not re.search(r"^fence\s", table, flags=re.MULTILINE)  # in neither mask: left out of the table
     assert "left out: fence" in table and "Pixel accuracy" in table
     assert "Foreground" not in table and "road" in table.splitlines()[-1]  # the share line names classes
+    page.locator("#highlight-panel .label-wrap").first.click()  # each class to point at, drawn when opened
+    page.wait_for_function("() => document.querySelector('#highlight').innerText.includes('road')")
+    legend = page.locator("#highlight").inner_text()
+    assert {"road", "building", "car"} <= set(legend.split()) and "fence" not in legend  # the classes it found
     page.close()
 
 

@@ -244,14 +244,25 @@ def model_summary(model: UNet) -> str:
 def class_legend_html(model: UNet) -> str:
     """The model's classes as HTML: each name beside the colour every overlay draws it in (its background, which
     the overlays leave as the photo, is not listed)."""
-    table = color_table(model.class_colors)
-    entries = [
-        (name, "#{:02x}{:02x}{:02x}".format(*table[index]))
-        for index, name in enumerate(model.class_names)
-        if index != model.background_class
-    ]
+    colors = class_colors_hex(model)
+    entries = [(name, colors[name]) for index, name in enumerate(model.class_names) if index != model.background_class]
     items = "".join(_SWATCH.format(color, html.escape(name)) for name, color in entries)
     return f'<div style="font-size:0.9em">Classes:{items}</div>'
+
+
+def class_colors_hex(model: UNet) -> dict[str, str]:
+    """Each class name and the colour every overlay draws it in, as "#rrggbb"."""
+    table = color_table(model.class_colors)
+    return {name: "#{:02x}{:02x}{:02x}".format(*table[index]) for index, name in enumerate(model.class_names)}
+
+
+def class_regions(mask: np.ndarray, model: UNet, size: tuple[int, int]) -> list[tuple[np.ndarray, str]]:
+    """A (H, W) float 0/1 map and the class name for every class in `mask` but the background, largest first, at
+    `size` (width, height): what `gr.AnnotatedImage` highlights a class by."""
+    shown = np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST))
+    counts = np.bincount(shown.ravel(), minlength=model.num_labels)[: model.num_labels]
+    order = [index for index in np.argsort(-counts, kind="stable") if counts[index] and index != model.background_class]
+    return [((shown == index).astype(np.float32), model.class_names[index]) for index in order]
 
 
 def prune_downloads(folder: Path, max_age_s: float = DOWNLOADS_MAX_AGE_S) -> None:
