@@ -18,6 +18,8 @@ from unet.demo import (
     DISPLAY_MAX_SIDE,
     InputError,
     card_summary,
+    class_colors_hex,
+    class_regions,
     curves_file,
     error_legend_html,
     example_pairs,
@@ -301,3 +303,13 @@ def test_error_legend_names_every_kind_of_pixel() -> None:
     legend = error_legend_html()
     for label in ("true positive", "false positive", "false negative", "true negatives"):
         assert label in legend
+
+
+def test_class_regions_are_one_map_a_class_largest_first_without_the_background() -> None:
+    model = UNet(num_classes=3, base_width=4, depth=2, class_names=["background", "cat", "dog"])
+    mask = np.zeros((4, 6), dtype=np.uint8)
+    mask[:, :2], mask[:, 3:] = 1, 2  # cat 8 pixels, dog 12
+    regions = class_regions(mask, model, (3, 2))  # shown at half size
+    assert [name for _, name in regions] == ["dog", "cat"]
+    np.testing.assert_array_equal(regions[0][0], [[0, 1, 1], [0, 1, 1]])
+    assert class_colors_hex(model)["cat"].startswith("#") and len(class_colors_hex(model)) == 3
