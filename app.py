@@ -107,18 +107,24 @@ def segment_image(
     opacity: float,
     augment: bool,
     min_confidence: float,
+    downloads: Path | None = None,
 ) -> Outputs:
     """Segment an image with `served` and score it against the ground truth when one is given; bad input becomes a
-    `gr.Error`. `augment` (the checkbox) turns on its test-time augmentation (`augmentation_views`)."""
+    `gr.Error`. `augment` (the checkbox) turns on its test-time augmentation (`augmentation_views`); the run's files
+    go under `downloads` (`unet.demo.segment`)."""
     tta = augmentation_views(served.settings) if augment else "none"
     try:
-        result = segment(served.predictor, image, ground_truth, threshold, opacity, tta, min_confidence)
+        result = segment(
+            served.predictor, image, ground_truth, threshold, opacity, tta, min_confidence, downloads=downloads
+        )
     except InputError as error:
         raise gr.Error(str(error), title="Cannot use this input", print_exception=False) from error
     return _outputs(result)
 
 
-def handlers(models: Sequence[ServedModel]) -> tuple[Callable[..., Outputs], Callable[..., Outputs]]:
+def handlers(
+    models: Sequence[ServedModel], downloads: Path | None = None
+) -> tuple[Callable[..., Outputs], Callable[..., Outputs]]:
     """The page's two handlers: `run` (the Run button and the /segment API) and `run_new` (a new upload; clearing
     the image clears the results instead of asking for an image).
 
@@ -144,7 +150,9 @@ def handlers(models: Sequence[ServedModel]) -> tuple[Callable[..., Outputs], Cal
                 title="Unknown model",
                 print_exception=False,
             )
-        return segment_image(by_name[model], image, ground_truth, threshold, opacity, augment, min_confidence)
+        return segment_image(
+            by_name[model], image, ground_truth, threshold, opacity, augment, min_confidence, downloads
+        )
 
     @functools.wraps(run)  # the same signature for Gradio
     def run_new(image: ImageInput | None, *rest: Any) -> Outputs:
@@ -206,17 +214,18 @@ def highlight_handler(models: Sequence[ServedModel]) -> Callable[..., Any]:
 # Layout and wiring
 
 
-def build_demo(models: Sequence[ServedModel], warning: str | None = None) -> gr.Blocks:
+def build_demo(models: Sequence[ServedModel], warning: str | None = None, downloads: Path | None = None) -> gr.Blocks:
     """The page for `models` (the first is the default), with its queue set: the picker, inputs, results, each
     model's examples, the model panel and the API.
 
     Args:
         models: The served models (`unet.catalog.load_catalog`).
         warning: What did not load (`load_catalog`): shown as a banner when given.
+        downloads: The folder of the runs' files (`unet.demo.segment`; default one in the system's temporary folder).
     """
     first = models[0]
     view = model_view(first)
-    run, run_new = handlers(models)
+    run, run_new = handlers(models, downloads)
 
     with gr.Blocks(title="U-Net segmentation", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# U-Net segmentation", elem_id="title")
@@ -424,6 +433,18 @@ def launch(demo: gr.Blocks, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, 
         )
 
 
+def scratch_folder() -> Path:
+    """A folder of this server's own for every file it writes, removed when it stops (also on SIGTERM and Ctrl-C):
+    the runs' downloads, the examples' cache (a folder per server keeps results of other weights from showing up)
+    and Gradio's uploads and cache, unless `GRADIO_EXAMPLES_CACHE` or `GRADIO_TEMP_DIR` name folders of their own."""
+    scratch = Path(tempfile.mkdtemp(prefix="unet-demo-"))
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a stop by a service manager also runs atexit
+    os.environ.setdefault("GRADIO_EXAMPLES_CACHE", str(scratch / "examples"))
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(scratch / "gradio"))
+    return scratch
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -467,13 +488,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     except WeightsError as error:
         sys.exit(f"error: {error}")
-    # Examples are cached at first use; a folder per server keeps results of other weights from showing up.
-    if "GRADIO_EXAMPLES_CACHE" not in os.environ:
-        cache = tempfile.mkdtemp(prefix="unet-demo-examples-")
-        atexit.register(shutil.rmtree, cache, ignore_errors=True)
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a stop by a service manager also runs atexit
-        os.environ["GRADIO_EXAMPLES_CACHE"] = cache
-    demo = build_demo(models, warning)
+    demo = build_demo(models, warning, downloads=scratch_folder() / "runs")
     launch(demo, args.host, args.port, args.share)
     demo.block_thread()
 

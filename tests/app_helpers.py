@@ -49,8 +49,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_app(*args: str, log: Path) -> subprocess.Popen:
-    """Start `python app.py ARGS` from the repository root, offline, its output in `log`, its caches beside it."""
+def start_app(*args: str, log: Path, temp: Path | None = None) -> subprocess.Popen:
+    """Start `python app.py ARGS` from the repository root, offline, its output in `log`; its caches beside it, or,
+    with `temp`, wherever the app puts them with `temp` as the system's temporary folder."""
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -58,6 +59,10 @@ def start_app(*args: str, log: Path) -> subprocess.Popen:
         "GRADIO_EXAMPLES_CACHE": str(log.parent / "examples-cache"),
         "PYTHONUNBUFFERED": "1",
     }
+    if temp is not None:
+        env["TMPDIR"] = str(temp)
+        for name in ("GRADIO_EXAMPLES_CACHE", "GRADIO_TEMP_DIR"):
+            env.pop(name, None)
     with log.open("w") as output:
         return subprocess.Popen(
             [sys.executable, "app.py", *args], cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -371,3 +372,26 @@ def test_no_visitor_facing_text_names_a_server_path(weights: Path, tmp_path: Pat
     assert "gone' is neither an existing folder" in shown  # what failed is said
     for path in (str(tmp_path), str(weights.parent), str(app.EXAMPLES.parent)):
         assert path not in shown, path
+
+
+@pytest.mark.slow
+def test_a_stopped_server_leaves_no_files_behind(weights: Path, tmp_path: Path) -> None:
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    port, log = free_port(), tmp_path / "app.log"
+    process = start_app("--weights", str(weights), "--port", str(port), log=log, temp=temp)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_until_up(url, process, log)
+        client = Client(url, verbose=False)
+        for model in ("camvid", weights.name):
+            client.predict(handle_file(EXAMPLE_IMAGE), handle_file(EXAMPLE_MASK), model=model, api_name="/segment")
+        written = sum(file.stat().st_size for file in temp.rglob("*") if file.is_file())
+        assert written > 0  # uploads, run folders and Gradio's copies, all under the system's temporary folder
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0, log.read_text()
+    finally:
+        stop(process)
+    left = [file for file in temp.rglob("*") if file.is_file()]
+    assert not left, left  # the issue allows 10 MB; nothing at all is left
+    assert not list(temp.glob("unet-demo-*")), list(temp.iterdir())

@@ -33,6 +33,7 @@ from unet.visualize import color_table, error_legend, error_map, overlay
 MAX_PIXELS = 4096 * 4096
 DISPLAY_MAX_SIDE = 1024  # pictures on the page are shrunk to this; the downloads keep the upload's full size
 DOWNLOADS_MAX_AGE_S = 3600.0  # download files older than this are deleted (Gradio serves its own copies)
+DOWNLOADS_MAX_BYTES = 500 * 1024 * 1024  # and the oldest beyond this much in all
 EXAMPLE_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 ImageInput = str | Path | Image.Image | Mapping[str, Any]
@@ -265,14 +266,23 @@ def class_regions(mask: np.ndarray, model: UNet, size: tuple[int, int]) -> list[
     return [((shown == index).astype(np.float32), model.class_names[index]) for index in order]
 
 
-def prune_downloads(folder: Path, max_age_s: float = DOWNLOADS_MAX_AGE_S) -> None:
-    """Delete the run folders under `folder` older than `max_age_s`, so a long-running server does not fill its disk."""
+def prune_downloads(folder: Path, max_age_s: float = DOWNLOADS_MAX_AGE_S, max_bytes: int = DOWNLOADS_MAX_BYTES) -> None:
+    """Delete the run folders under `folder` older than `max_age_s`, then the oldest ones until the rest hold at
+    most `max_bytes`, so a long-running server does not fill its disk."""
     if not folder.is_dir():
         return
-    cutoff = time.time() - max_age_s
+    runs = []
     for run in folder.iterdir():
-        if run.is_dir() and run.stat().st_mtime < cutoff:
-            shutil.rmtree(run, ignore_errors=True)  # another request may be pruning the same folder
+        try:
+            runs.append((run.stat().st_mtime, sum(file.stat().st_size for file in run.iterdir()), run))
+        except OSError:  # another request is pruning the same folder
+            continue
+    cutoff, total = time.time() - max_age_s, sum(size for _, size, _ in runs)
+    for modified, size, run in sorted(runs):  # oldest first
+        if modified >= cutoff and total <= max_bytes:
+            break
+        shutil.rmtree(run, ignore_errors=True)
+        total -= size
 
 
 def _stem(source: ImageInput | None) -> str:
