@@ -27,24 +27,21 @@ manifest=data/composites/manifest.json
 { grep -q '"wallpapers": "split"' "$manifest" && grep -q '"val_draw": "photo"' "$manifest"; } 2>/dev/null ||
   $python -m unet.composites --out data/composites --seed 0 --wallpapers split
 
-# The recipe: a base-16 U-Net with 2x2 up-convolutions, 20 epochs of 5,000 composites at 176 px in bf16 autocast,
-# half of the crops saved as JPEG and read back. docs/composites.md, "What would improve the model", tells what each of these did.
-# A CPU without native bf16 (AVX512-BF16 or AMX) trains in fp32, over twice as slowly: there it trains 10 epochs,
-# which fit in 90 minutes on 2 cores, and gives a weaker model (docs/composites.md).
-epochs=20
+# The recipe is recipes/composites.json (docs/composites.md, "What would improve the model", tells what each of its
+# values did). A CPU without native bf16 (AVX512-BF16 or AMX) trains in fp32, over twice as slowly: there it trains
+# 10 epochs instead of 20, which fit in 90 minutes on 2 cores, and gives a weaker model (docs/composites.md).
+shorter=()
 if ! $python -c "import sys, torch; from unet.train import resolve_amp
 sys.exit(not (torch.cuda.is_available() or resolve_amp('auto', torch.device('cpu')) == 'bf16'))"; then
-  epochs=10
+  shorter=(--size-schedule 176:10)
   echo "This CPU computes bf16 only by emulation: training the 10-epoch fp32 recipe (docs/composites.md)."
 fi
-$python -m unet.train --data data/composites --out "$run" --seed 0 \
-  --base-width 16 --depth 4 --upsampling transpose --size-schedule "176:$epochs" --epoch-size 5000 --batch-size 16 \
-  --lr 3e-3 --warmup 1 --dice-weight 1 --jpeg 0.5 --jpeg-quality 75,100 --amp auto --workers 1 --quiet
+$python -m unet.train --recipe recipes/composites.json --out "$run" "${shorter[@]}"
 
-# The test scores as the demo shows masks by default: the average over the eight quarter turns and mirror images,
-# then regions of mean probability below 0.8 dropped (both chosen on validation; docs/composites.md).
+# The test scores at the settings the model ships with (its inference.json, chosen on validation): the average over
+# the eight quarter turns and mirror images, then regions of mean probability below 0.8 dropped.
 $python -m unet.evaluate --weights "$run/best" --images data/composites/test/images \
-  --masks data/composites/test/masks --dataset composites-test --tta dihedral --min-confidence 0.8 --out "$run/eval"
+  --masks data/composites/test/masks --dataset composites-test --out "$run/eval"
 
 # checkpoints/composites/ becomes exactly what a Hub push would upload: config, safetensors, card, arguments, scores, history,
 # curves.

@@ -390,3 +390,12 @@ def test_auto_amp_is_bf16_only_where_the_cpu_computes_it_natively(monkeypatch: p
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
         assert resolve_amp("auto", cpu) == expected
         assert resolve_amp("none", cpu) == "none" and resolve_amp("bf16", cpu) == "bf16"
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).resolve().parent.parent / "recipes").glob("*.json")))
+def test_every_shipped_recipe_is_valid_flags_recorded_as_given(recipe: Path) -> None:
+    values = unet.train.read_recipe(recipe)
+    args = unet.train.parse_args(["--recipe", str(recipe)])  # an unknown key or a bad value fails here
+    assert args.recipe == str(recipe) and args.data == values["data"] and args.out == values["out"]
+    assert args.lr == values["lr"] and args.batch_size == values["batch_size"]
+    assert "_about" in json.loads(recipe.read_text())  # each says what it trains and what it took
