@@ -38,9 +38,8 @@ from unet.demo import (
     warning_markdown,
 )
 from unet.hub import WEIGHTS_ENV, WeightsError, add_timeout_argument
-from unet.predict import TTA_HELP
 from unet.preprocessing import load_mask
-from unet.settings import InferenceSettings
+from unet.settings import TTA_HELP, InferenceSettings
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # otherwise Gradio looks up its servers at launch
 import gradio as gr

@@ -249,7 +249,10 @@ def test_model_panel_gives_the_test_scores_and_their_settings(loaded: tuple[UNet
     (folder / "eval.json").write_text(json.dumps({**scores, "min_confidence": 0.0}))
     assert "(500 images), evaluated" in model_panel(model, WeightsInfo(source=str(folder), folder=folder))
     (folder / "eval.json").write_text(json.dumps({**scores, "tta": "dihedral"}))
-    expected = "(500 images, eight quarter turns and mirror images averaged, regions of mean probability below 0.8"
+    expected = (
+        "(500 images, average over the image's eight quarter turns and mirror images (eight times the time), "
+        "regions of mean probability below 0.8"
+    )
     assert expected in model_panel(model, WeightsInfo(source=str(folder), folder=folder))
 
 

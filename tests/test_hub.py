@@ -435,8 +435,8 @@ def test_card_says_whether_the_scores_used_test_time_augmentation(checkpoints):
     flipped = hub.build_model_card(checkpoints["main"], {**EVAL, "tta": "flip"})
     turned = hub.build_model_card(checkpoints["main"], {**EVAL, "tta": "dihedral"})
     assert "without test-time augmentation" in plain and "--tta" not in plain
-    assert "with flip test-time augmentation (the four mirror images averaged: `--tta flip`)" in flipped
-    assert "the eight quarter turns and mirror images averaged: `--tta dihedral`" in turned
+    assert "test-time augmentation `--tta flip`: average over the image's four mirror images" in flipped
+    assert "`--tta dihedral`: average over the image's eight quarter turns and mirror images" in turned
     # An eval.json written before --tta recorded "flip": true or false.
     assert hub.build_model_card(checkpoints["main"], {**EVAL, "flip": True}) == flipped
     assert hub.build_model_card(checkpoints["main"], {**EVAL, "flip": False}) == plain

@@ -23,10 +23,11 @@ from huggingface_hub import ModelCard
 from PIL import Image
 
 from unet.hub import BUNDLED_WEIGHTS, CARD_FILE, CONFIG_FILE, WeightsInfo, recorded_tta
-from unet.metrics import confusion_counts, dice_from_counts, iou_from_counts, summary
+from unet.metrics import confusion_counts, dice_from_counts, iou_from_counts, score_table, summary
 from unet.model import UNet
 from unet.predict import TTA_VIEWS, Predictor
 from unet.preprocessing import ImageError, MaskError, load_image, load_mask, mask_to_image, resize_for_model
+from unet.settings import TTA_HELP
 from unet.visualize import color_table, error_legend, error_map, overlay
 
 # A 4096 x 4096 upload already takes seconds on a small CPU server; larger photos are refused with a message.
@@ -173,12 +174,7 @@ def scores_markdown(scores: dict[str, Any]) -> str:
     """
     parts = []
     if "iou" in scores:
-        rows = ["| class | IoU | Dice |", "|:--|--:|--:|"]
-        for name, iou in scores["iou"]["per_class"].items():
-            if iou is not None:  # a class in neither mask has no score
-                rows.append(f"| {name} | {_cell(iou)} | {_cell(scores['dice']['per_class'][name])} |")
-        rows.append(f"| **mean** | **{_cell(scores['iou']['mean'])}** | **{_cell(scores['dice']['mean'])}** |")
-        parts.append("\n".join(rows))
+        parts.append(score_table(scores, absent="omit"))  # a class in neither mask has no score
         absent = [name for name, iou in scores["iou"]["per_class"].items() if iou is None]
         accuracy = f"Pixel accuracy **{_cell(scores['accuracy']['global'])}** (ignored pixels left out)"
         parts.append(accuracy + (f"; in neither mask, so left out: {', '.join(absent)}." if absent else "."))
@@ -462,28 +458,21 @@ def _training_line(info: WeightsInfo, card: ModelCard | None) -> str:
 def _eval_section(info: WeightsInfo, card: ModelCard | None) -> str:
     scores, problem = _read_json(info.folder / "eval.json")
     if scores and isinstance(scores.get("iou"), dict) and isinstance(scores.get("dice"), dict):
-        rows = ["| class | IoU | Dice |", "|:--|--:|--:|"]
-        for name, iou in scores["iou"].get("per_class", {}).items():
-            rows.append(f"| {name} | {_cell(iou)} | {_cell(scores['dice'].get('per_class', {}).get(name))} |")
-        rows.append(f"| **mean** | {_cell(scores['iou'].get('mean'))} | {_cell(scores['dice'].get('mean'))} |")
         headline = scores.get("headline", {})
         dropped = scores.get("min_confidence") or 0
-        views = {
-            "flip": ", four mirror images averaged",
-            "dihedral": ", eight quarter turns and mirror images averaged",
-        }
+        tta = recorded_tta(scores)
+        views = "" if tta == "none" else f", {TTA_HELP[tta]}"
         regions = f", regions of mean probability below {dropped} dropped" if dropped > 0 else ""
         where = (
             f"on `{scores.get('dataset', '?')}` ({scores.get('num_images', '?')} images"
-            f"{views.get(recorded_tta(scores), '')}{regions}), "
-            f"evaluated {scores.get('date', '?')} (eval.json)"
+            f"{views}{regions}), evaluated {scores.get('date', '?')} (eval.json)"
         )
         mean = "m" if len(scores["iou"].get("per_class", {})) > 2 else ""  # the headline of many classes: their mean
         accuracy = scores.get("accuracy") if mean else None
         extra = f", global pixel accuracy **{_cell(accuracy.get('global'))}**" if accuracy else ""
         return (
             f"**Test scores:** {mean}IoU **{_cell(headline.get('iou'))}**, {mean}Dice **{_cell(headline.get('dice'))}**"
-            f"{extra} {where}\n\n" + "\n".join(rows)
+            f"{extra} {where}\n\n" + score_table(scores)
         )
     results = getattr(card.data, "eval_results", None) if card else None
     if results:

@@ -58,8 +58,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from unet.architectures import ARCHITECTURE_KEY, constructor_arguments, model_class
+from unet.metrics import score_table
 from unet.model import UNet
-from unet.settings import SETTINGS_FILE, InferenceSettings
+from unet.settings import SETTINGS_FILE, TTA_HELP, InferenceSettings
 
 log = logging.getLogger("unet.hub")
 
@@ -842,12 +843,9 @@ def _evaluation_section(scores: dict | None) -> str:
     if not scores:
         return "## Evaluation\n\nNot evaluated yet: run the evaluate CLI and push again with `--eval-json`."
     tta = recorded_tta(scores)
-    augmentation = {
-        "none": "without test-time augmentation",
-        "flip": "with flip test-time augmentation (the four mirror images averaged: `--tta flip`)",
-        "dihedral": "with dihedral test-time augmentation (the eight quarter turns and mirror images averaged: "
-        "`--tta dihedral`)",
-    }.get(tta, f"with test-time augmentation `--tta {tta}`")
+    augmentation = (
+        "without test-time augmentation" if tta == "none" else f"test-time augmentation `--tta {tta}`: {TTA_HELP[tta]}"
+    )
     min_confidence = scores.get("min_confidence") or 0
     regions = (
         f"predicted regions of mean probability below {min_confidence} dropped (`--min-confidence {min_confidence}`)"
@@ -861,13 +859,6 @@ def _evaluation_section(scores: dict | None) -> str:
         f"`{scores.get('images', '?')}`), {threshold}{augmentation}, {regions}, "
         f"evaluated {scores.get('date', '?')} by the evaluate CLI (`eval.json`):"
     )
-    rows = ["| class | IoU | Dice |", "|---|---|---|"]
-    for class_name, iou in scores["iou"]["per_class"].items():
-        if iou is None:  # in neither the truth nor the prediction of any test image
-            rows.append(f"| {class_name} | — | — |")
-        else:
-            rows.append(f"| {class_name} | {iou:.4f} | {scores['dice']['per_class'][class_name]:.4f} |")
-    rows.append(f"| **mean** | {scores['iou']['mean']:.4f} | {scores['dice']['mean']:.4f} |")
     headline = f"Headline: IoU {scores['headline']['iou']:.4f}, Dice {scores['headline']['dice']:.4f}."
     accuracy = scores.get("accuracy")
     if accuracy and len(scores["iou"]["per_class"]) > 2:
@@ -876,7 +867,7 @@ def _evaluation_section(scores: dict | None) -> str:
             f"classes, unlabelled pixels left out), global pixel accuracy {accuracy['global']:.4f}, class-average "
             f"accuracy {accuracy['class_average']:.4f}; mean Dice {scores['headline']['dice']:.4f}."
         )
-    return "\n\n".join([header, "\n".join(rows), headline])
+    return "\n\n".join([header, score_table(scores), headline])
 
 
 def _table(values: dict, key_name: str) -> str:

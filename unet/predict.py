@@ -32,7 +32,7 @@ from unet.preprocessing import (
     probabilities_to_mask,
     resize_for_model,
 )
-from unet.settings import InferenceSettings
+from unet.settings import TTA_HELP, InferenceSettings
 from unet.visualize import overlay
 
 log = logging.getLogger("unet.predict")
@@ -47,12 +47,6 @@ TTA_VIEWS: dict[str, tuple[tuple[bool, tuple[int, ...]], ...]] = {
     "flip": tuple((False, dims) for dims in MIRRORS),
     "dihedral": tuple((transposed, dims) for transposed in (False, True) for dims in MIRRORS),
     "hflip": ((False, ()), (False, (-1,))),  # the image and its left-right mirror: for scenes with an up and down
-}
-TTA_HELP = {
-    "none": "the image as it is",
-    "flip": "average over the image's four mirror images (four times the time)",
-    "dihedral": "average over the image's eight quarter turns and mirror images (eight times the time)",
-    "hflip": "average over the image and its left-right mirror image (twice the time)",
 }
 
 

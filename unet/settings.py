@@ -16,6 +16,13 @@ from pathlib import Path
 
 SETTINGS_FILE = "inference.json"
 TTA_NAMES = ("none", "flip", "dihedral", "hflip")  # the views of `unet.predict.TTA_VIEWS`
+# What each test-time augmentation does, in the words every command, the demo and the model card use.
+TTA_HELP = {
+    "none": "the image as it is",
+    "flip": "average over the image's four mirror images (four times the time)",
+    "dihedral": "average over the image's eight quarter turns and mirror images (eight times the time)",
+    "hflip": "average over the image and its left-right mirror image (twice the time)",
+}
 
 
 @dataclass(frozen=True)
