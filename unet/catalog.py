@@ -119,6 +119,9 @@ def load_catalog(
             log.warning("Leaving %s out of the demo: %s", source, error)
             failures.append(visitor_text(str(error)).rstrip("."))
             continue
+        if info.repo_id is not None and info.revision != info.commit:
+            log.warning("%s is not pinned: pin commit %s (%s@%s) to serve the same weights tomorrow",
+                        source, info.commit, info.repo_id, info.commit)  # fmt: skip
         folder = examples_folder(examples_root, model, info) if examples_root is not None else None
         served.append(
             ServedModel(
