@@ -47,5 +47,5 @@ $python -m unet.evaluate --weights "$run/best" --images data/composites/test/ima
 # curves.
 cp "$run/curves.png" "$run/history.json" "$run/best/"
 rm -rf checkpoints/composites
-$python -m unet.hub push --repo-id unet-tutorial/unet-composites --weights "$run/best" \
+$python -m unet.publish --repo-id unet-tutorial/unet-composites --weights "$run/best" \
   --eval-json "$run/eval/eval.json" --notes docs/model-card-notes.md --dry-run --out checkpoints/composites

@@ -24,7 +24,7 @@ $python -m unet.evaluate --weights "$run/best" --camvid data/camvid --split test
 # checkpoints/camvid/ becomes exactly what a Hub push would upload. Its weights carry CamVid's licence.
 cp "$run/curves.png" "$run/history.json" "$run/best/"
 rm -rf checkpoints/camvid
-$python -m unet.hub push --repo-id unet-tutorial/unet-camvid --weights "$run/best" \
+$python -m unet.publish --repo-id unet-tutorial/unet-camvid --weights "$run/best" \
   --eval-json "$run/eval/eval.json" --notes docs/camvid-card-notes.md --license cc-by-nc-4.0 \
   --dry-run --out checkpoints/camvid
 echo "Training took $(((trained - started) / 60)) minutes, everything $(((SECONDS - started) / 60)) minutes."

@@ -13,7 +13,7 @@ from hub_server import StandInHub
 from huggingface_hub import constants, metadata_load
 from PIL import Image
 
-from unet import hub
+from unet import hub, publish
 from unet.catalog import load_catalog
 from unet.hub import WeightsError, load_model
 from unet.model import UNet
@@ -377,7 +377,7 @@ def trained_folder(tmp_path: Path, checkpoints: dict[str, Path]) -> Path:
 
 def test_dry_run_push_writes_the_upload_and_a_card_with_the_evaluation(trained_folder, tmp_path):
     out = tmp_path / "upload"
-    hub.main(["push", "--repo-id", "me/unet-tiny", "--weights", str(trained_folder), "--dry-run", "--out", str(out)])
+    publish.main(["--repo-id", "me/unet-tiny", "--weights", str(trained_folder), "--dry-run", "--out", str(out)])
     files = {"README.md", "config.json", "model.safetensors", "training_args.json", "eval.json", "curves.png"}
     files |= {"val_scores.json", "history.json"}
     assert {path.name for path in out.iterdir()} == files
@@ -417,34 +417,34 @@ def test_eval_json_flag_overrides_the_folders_scores(trained_folder, tmp_path):
     better = {**EVAL, "headline": {"iou": 0.93, "dice": 0.96}}
     (tmp_path / "better.json").write_text(json.dumps(better))
     out = tmp_path / "upload"
-    argv = ["push", "--repo-id", "me/unet-tiny", "--weights", str(trained_folder), "--eval-json"]
-    hub.main([*argv, str(tmp_path / "better.json"), "--dry-run", "--out", str(out)])
+    argv = ["--repo-id", "me/unet-tiny", "--weights", str(trained_folder), "--eval-json"]
+    publish.main([*argv, str(tmp_path / "better.json"), "--dry-run", "--out", str(out)])
     assert json.loads((out / "eval.json").read_text()) == better
     (result,) = metadata_load(out / "README.md")["model-index"][0]["results"]
     assert {metric["type"]: metric["value"] for metric in result["metrics"]}["iou"] == 0.93
 
 
 def test_card_without_evaluation_says_so_and_has_no_scores(checkpoints):
-    card = hub.build_model_card(checkpoints["main"], None)
+    card = publish.build_model_card(checkpoints["main"], None)
     assert "Not evaluated yet" in card and "model-index" not in card
     assert 'unet.load_model("USER/NAME@<commit sha>")' in card
 
 
 def test_card_says_whether_the_scores_used_test_time_augmentation(checkpoints):
-    plain = hub.build_model_card(checkpoints["main"], {**EVAL, "tta": "none"})
-    flipped = hub.build_model_card(checkpoints["main"], {**EVAL, "tta": "flip"})
-    turned = hub.build_model_card(checkpoints["main"], {**EVAL, "tta": "dihedral"})
+    plain = publish.build_model_card(checkpoints["main"], {**EVAL, "tta": "none"})
+    flipped = publish.build_model_card(checkpoints["main"], {**EVAL, "tta": "flip"})
+    turned = publish.build_model_card(checkpoints["main"], {**EVAL, "tta": "dihedral"})
     assert "without test-time augmentation" in plain and "--tta" not in plain
     assert "test-time augmentation `--tta flip`: average over the image's four mirror images" in flipped
     assert "`--tta dihedral`: average over the image's eight quarter turns and mirror images" in turned
     # An eval.json written before --tta recorded "flip": true or false.
-    assert hub.build_model_card(checkpoints["main"], {**EVAL, "flip": True}) == flipped
-    assert hub.build_model_card(checkpoints["main"], {**EVAL, "flip": False}) == plain
+    assert publish.build_model_card(checkpoints["main"], {**EVAL, "flip": True}) == flipped
+    assert publish.build_model_card(checkpoints["main"], {**EVAL, "flip": False}) == plain
 
 
 def test_card_says_whether_unsure_regions_were_dropped(checkpoints):
-    kept = hub.build_model_card(checkpoints["main"], EVAL)  # written before the setting existed: none dropped
-    dropped = hub.build_model_card(checkpoints["main"], {**EVAL, "min_confidence": 0.8})
+    kept = publish.build_model_card(checkpoints["main"], EVAL)  # written before the setting existed: none dropped
+    dropped = publish.build_model_card(checkpoints["main"], {**EVAL, "min_confidence": 0.8})
     assert "every predicted region kept" in kept and "--min-confidence" not in kept
     assert "predicted regions of mean probability below 0.8 dropped (`--min-confidence 0.8`)" in dropped
 
@@ -453,8 +453,8 @@ def test_notes_flag_puts_the_markdown_in_the_card_before_the_training_section(tr
     notes = tmp_path / "notes.md"
     notes.write_text("## Training data\n\nClip art pasted on photographs.\n")
     out = tmp_path / "upload"
-    argv = ["push", "--repo-id", "me/unet-tiny", "--weights", str(trained_folder), "--notes", str(notes)]
-    hub.main([*argv, "--dry-run", "--out", str(out)])
+    argv = ["--repo-id", "me/unet-tiny", "--weights", str(trained_folder), "--notes", str(notes)]
+    publish.main([*argv, "--dry-run", "--out", str(out)])
     card = (out / "README.md").read_text()
     assert card.index("## Intended use") < card.index("## Training data") < card.index("## Training\n")
     assert "Clip art pasted on photographs." in card

@@ -11,8 +11,9 @@ from hub_server import StandInHub
 
 import unet.evaluate
 import unet.predict
-from unet.hub import WeightsError, load_model, prepare_upload
+from unet.hub import WeightsError, load_model
 from unet.model import UNet
+from unet.publish import prepare_upload
 from unet.settings import SETTINGS_FILE, InferenceSettings
 
 

@@ -181,13 +181,13 @@ def test_pictures_use_the_models_colours_and_draw_class_zero() -> None:
 
 
 def test_push_dry_run_writes_a_card_for_the_street_model(trained: Path, tmp_path: Path) -> None:
-    from unet.hub import main as hub_main
+    from unet.publish import main as publish_main
 
     camvid = Path(json.loads((trained / "best" / "training_args.json").read_text())["data"])
     unet.evaluate.main(["--weights", str(trained / "best"), "--camvid", str(camvid), "--out", str(tmp_path / "e")])
     notes = tmp_path / "notes.md"
     notes.write_text("## Training data\n\nCamVid, for research and non-commercial use only.\n")
-    hub_main(["push", "--repo-id", "u/camvid", "--weights", str(trained / "best"), "--eval-json",
+    publish_main(["--repo-id", "u/camvid", "--weights", str(trained / "best"), "--eval-json",
               str(tmp_path / "e" / "eval.json"), "--notes", str(notes), "--license", "cc-by-nc-4.0", "--dry-run",
               "--out", str(tmp_path / "card")])  # fmt: skip
     card = (tmp_path / "card" / "README.md").read_text()

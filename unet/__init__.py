@@ -5,7 +5,7 @@ from typing import Any
 
 from unet.model import UNet
 
-# Imported on first use, so `python -m unet.hub` or `python -m unet.predict` do not find their own module already
+# Imported on first use, so `python -m unet.publish` or `python -m unet.predict` do not find their own module already
 # imported by the package (runpy warns about that), and `import unet` stays light.
 _LAZY = {
     "Prediction": "unet.predict",

@@ -22,11 +22,12 @@ import numpy as np
 from huggingface_hub import ModelCard
 from PIL import Image
 
-from unet.hub import BUNDLED_WEIGHTS, CARD_FILE, CONFIG_FILE, WeightsInfo, recorded_tta
+from unet.hub import BUNDLED_WEIGHTS, CARD_FILE, CONFIG_FILE, WeightsInfo
 from unet.metrics import confusion_counts, dice_from_counts, iou_from_counts, score_table, summary
 from unet.model import UNet
 from unet.predict import TTA_VIEWS, Predictor
 from unet.preprocessing import ImageError, MaskError, load_image, load_mask, mask_to_image, resize_for_model
+from unet.publish import recorded_tta
 from unet.settings import TTA_HELP
 from unet.visualize import color_table, error_legend, error_map, overlay
 
@@ -207,7 +208,7 @@ def error_legend_html(background_class: int | None = 0) -> str:
 
 def card_summary(card: str | None) -> str | None:
     """The one-line summary of a model card: the quoted paragraph (`> ...`) that opens its text after the title
-    (`unet.hub.build_model_card` puts it there), or None when the card has none."""
+    (`unet.publish.build_model_card` puts it there), or None when the card has none."""
     if not card:
         return None
     text = card.partition("\n---\n")[2] if card.startswith("---\n") else card  # after the YAML metadata
