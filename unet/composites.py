@@ -666,26 +666,29 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="add Debian's wallpaper photographs: 'split' across train, val and test like the other photographs, or "
         "'train' (the default when given alone) to training only",
     )
-    parser.add_argument(
+    trials = parser.add_argument_group(
+        "experiments", "used by no shipped build (scripts/train.sh); docs/composites.md records what each showed"
+    )
+    trials.add_argument(
         "--val-by-scene",
         action="store_true",
         help="draw the validation pictures' scenes equally often, then one of each scene's photographs (by default "
         "each photograph is drawn equally often, so a scene of many photographs dominates validation)",
     )
-    parser.add_argument(
+    trials.add_argument(
         "--cross",
         type=parse_cross,
         metavar="CUTOUTS:PHOTOS",
         help="only write --test composites of one split's cut-outs on another's photos into an already built --out, "
         "e.g. test:train, or on the wallpapers of a set built without them, test:wallpapers (see write_fixed_split)",
     )
-    parser.add_argument(
+    trials.add_argument(
         "--lossless",
         choices=SPLITS,
         help="only write that split's fixed composites again, as PNG instead of JPEG, into an already built --out "
         "(train: the --train-sample; see write_fixed_split)",
     )
-    parser.add_argument(
+    trials.add_argument(
         "--train-sample",
         action="store_true",
         help="only write --val composites of train cut-outs on train photos into an already built --out, as "
