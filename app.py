@@ -69,7 +69,7 @@ Outputs = tuple[
     str | None,  # error map
     dict[str, Any] | None,  # scores as JSON
     str,  # scores as Markdown
-    str | None,  # overlay PNG (full size)
+    str | None,  # overlay PNG (display size, the prediction's picture)
     tuple[str, str] | None,  # before / after: the image as the model saw it, and the prediction over it
 ]
 NO_OUTPUTS: Outputs = (None, None, None, None, None, NO_RESULT, None, None)
@@ -88,7 +88,7 @@ def _outputs(result: DemoResult) -> Outputs:
         files["error_map"],
         result.scores,
         result.table,
-        str(result.overlay_file),
+        files["overlay"],
         (files["image"], files["overlay"]),
     )
 
@@ -296,7 +296,7 @@ def build_demo(models: Sequence[ServedModel], warning: str | None = None, downlo
                 scores = gr.Markdown(NO_RESULT, label="Scores table", elem_id="scores")
                 with gr.Row():
                     mask_file = gr.File(label="Mask PNG (class indices, full size)", elem_id="mask-file")
-                    overlay_file = gr.File(label="Overlay PNG (full size)", elem_id="overlay-file")
+                    overlay_file = gr.File(label="Overlay PNG (at most 1024 px)", elem_id="overlay-file")
 
         with gr.Row(equal_height=True):
             prediction = gr.Image(label="Prediction", format="png", interactive=False, elem_id="prediction")

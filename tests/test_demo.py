@@ -1,4 +1,4 @@
-"""The demo's handlers on synthetic images: scores equal unet.metrics, full-size PNG downloads, errors that help."""
+"""The demo's handlers on synthetic images: scores equal unet.metrics, a full-size mask, errors that help."""
 
 from __future__ import annotations
 
@@ -114,14 +114,16 @@ def test_downloads_are_full_size_pngs_and_the_page_gets_display_size(predictor: 
     width, height = 1300, 200  # wider than DISPLAY_MAX_SIDE
     result = segment(predictor, save(photo(width, height), tmp_path / "wide.png"), downloads=tmp_path)
 
-    assert result.mask_file.name == "wide_mask.png" and result.overlay_file.name == "wide_overlay.png"
+    assert result.mask_file.name == "wide_mask.png"
     with Image.open(result.mask_file) as mask_file:
         assert (mask_file.format, mask_file.mode, mask_file.size) == ("PNG", "L", (width, height))
         np.testing.assert_array_equal(np.asarray(mask_file), result.mask)
     assert set(np.unique(result.mask)) <= {0, 1}
-    with Image.open(result.overlay_file) as overlay_file:
-        assert (overlay_file.format, overlay_file.size) == ("PNG", (width, height))
     shown = (DISPLAY_MAX_SIDE, round(height * DISPLAY_MAX_SIDE / width))
+    overlay_file = result.picture_files()["overlay"]
+    assert overlay_file.name == "wide_overlay.png"
+    with Image.open(overlay_file) as picture:
+        assert (picture.format, picture.size) == ("PNG", shown)  # drawn at display size, never at full size
     assert result.image.size == result.overlay.size == shown
 
 

@@ -33,7 +33,7 @@ from unet.visualize import color_table, error_legend, error_map, overlay
 
 # A 4096 x 4096 upload already takes seconds on a small CPU server; larger photos are refused with a message.
 MAX_PIXELS = 4096 * 4096
-DISPLAY_MAX_SIDE = 1024  # pictures on the page are shrunk to this; the downloads keep the upload's full size
+DISPLAY_MAX_SIDE = 1024  # pictures are drawn at most this large; the mask download keeps the upload's full size
 DOWNLOADS_MAX_AGE_S = 3600.0  # download files older than this are deleted (Gradio serves its own copies)
 DOWNLOADS_MAX_BYTES = 500 * 1024 * 1024  # and the oldest beyond this much in all
 EXAMPLE_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -47,7 +47,8 @@ class InputError(ValueError):
 
 @dataclass(frozen=True)
 class DemoResult:
-    """Everything the page shows for one run: pictures (shrunk for display), files (full size) and scores."""
+    """Everything the page shows for one run: the mask at the upload's full size, pictures at display size (at most
+    `DISPLAY_MAX_SIDE`), and the scores."""
 
     image: Image.Image  # the upload as the model saw it (RGB, EXIF orientation applied), display size
     mask: np.ndarray  # (H, W) uint8 class indices at the upload's full size
@@ -56,20 +57,22 @@ class DemoResult:
     error_map: Image.Image | None  # true/false positives and false negatives, display size; None without one
     scores: dict[str, Any]  # JSON-able: iou, dice, headline (with a ground truth), foreground_share, seconds, ...
     table: str  # Markdown: the scores table (with a ground truth) and a line with the share and the time
-    mask_file: Path  # PNG of class indices, full size
-    overlay_file: Path  # PNG of the overlay, full size
+    mask_file: Path  # PNG of class indices, full size: `<upload's name>_mask.png` in a folder of this run
 
     def picture_files(self) -> dict[str, Path | None]:
-        """The display pictures as PNG files beside `mask_file`: image, overlay, truth_overlay, error_map.
+        """The display pictures as PNG files beside `mask_file`, the one place a run's pictures are written: image,
+        overlay (`<upload's name>_overlay.png`, also the page's download), truth_overlay, error_map.
 
         A web page should be handed these files rather than the images: Gradio copies a file into its cache under a
         temporary name and renames it into place, while it writes an image over the cached copy of an identical
         earlier result, which a browser may be downloading at that moment (the same example run twice, say).
         """
+        stem = self.mask_file.name.removesuffix("_mask.png")
         files: dict[str, Path | None] = {}
         for name in ("image", "overlay", "truth_overlay", "error_map"):
             picture = getattr(self, name)
-            files[name] = None if picture is None else self.mask_file.parent / f"{name}.png"
+            file_name = f"{stem}_overlay.png" if name == "overlay" else f"{name}.png"
+            files[name] = None if picture is None else self.mask_file.parent / file_name
             if picture is not None:
                 picture.save(files[name], format="PNG", compress_level=1)  # fast; photo-like pictures
         return files
@@ -282,6 +285,13 @@ def prune_downloads(folder: Path, max_age_s: float = DOWNLOADS_MAX_AGE_S, max_by
         total -= size
 
 
+def _mask_at(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A class mask at `size` (width, height), by nearest neighbour: the same classes, never a blend."""
+    if mask.shape == (size[1], size[0]):
+        return mask
+    return np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST))
+
+
 def _stem(source: ImageInput | None) -> str:
     """The upload's file name without suffix, for the download names; "image" for a picture without a name."""
     if isinstance(source, str | Path) and Path(source).stem:
@@ -332,25 +342,24 @@ def segment(
     truth = read_ground_truth(ground_truth, picture.size, model.num_labels)
 
     prediction = predictor.predict(picture, threshold=threshold, tta=tta, min_confidence=min_confidence)
+    # The pictures are drawn at display size; only the scores need the full-size masks.
     style = {"class_colors": model.class_colors, "background_class": model.background_class}
-    full_overlay = overlay(picture, prediction.mask, opacity, **style)
     shown = resize_for_model(picture, DISPLAY_MAX_SIDE)
+    shown_mask = _mask_at(prediction.mask, shown.size)
     scores: dict[str, Any] = {}
     truth_overlay = errors = None
     if truth is not None:
         scores = score(prediction.mask, truth, model.class_names)
-        truth_overlay = resize_for_model(overlay(picture, truth, opacity, **style), DISPLAY_MAX_SIDE)
-        errors = error_map(prediction.mask, truth, picture, background_class=model.background_class)
-        errors = resize_for_model(errors, DISPLAY_MAX_SIDE)
+        shown_truth = _mask_at(truth, shown.size)
+        truth_overlay = overlay(shown, shown_truth, opacity, **style)
+        errors = error_map(shown_mask, shown_truth, shown, background_class=model.background_class)
 
     folder = Path(downloads) if downloads is not None else Path(tempfile.gettempdir()) / "unet-demo"
     prune_downloads(folder)
     folder.mkdir(parents=True, exist_ok=True)
     run = Path(tempfile.mkdtemp(prefix="run-", dir=folder))
-    stem = _stem(upload_path(image))
-    mask_file, overlay_file = run / f"{stem}_mask.png", run / f"{stem}_overlay.png"
+    mask_file = run / f"{_stem(upload_path(image))}_mask.png"
     mask_to_image(prediction.mask).save(mask_file, format="PNG")
-    full_overlay.save(overlay_file, format="PNG", compress_level=1)  # fast; the picture is big and photo-like
 
     background = model.background_class
     scores.update(
@@ -366,13 +375,12 @@ def segment(
     return DemoResult(
         image=shown,
         mask=prediction.mask,
-        overlay=resize_for_model(full_overlay, DISPLAY_MAX_SIDE),
+        overlay=overlay(shown, shown_mask, opacity, **style),
         truth_overlay=truth_overlay,
         error_map=errors,
         scores=scores,
         table=scores_markdown(scores),
         mask_file=mask_file,
-        overlay_file=overlay_file,
     )
 
 

@@ -54,8 +54,8 @@ TTA_VIEWS: dict[str, tuple[tuple[bool, tuple[int, ...]], ...]] = {
 class Prediction:
     """A class mask with the input's size, the per-class probabilities behind it, and the time it took."""
 
-    mask: np.ndarray  # (H, W) uint8 class indices
-    probabilities: np.ndarray  # (num_labels, H, W) float32
+    mask: np.ndarray  # (H, W) uint8 class indices, the image's size
+    probabilities: np.ndarray  # (num_labels, h, w) float32 at the network's resolution (`Predictor.probabilities`)
     seconds: float
 
     def foreground_share(self, background_class: int = 0) -> float:
@@ -86,14 +86,16 @@ class Predictor:
 
     @torch.inference_mode()
     def probabilities(self, image: Image.Image, tta: str = "none") -> torch.Tensor:
-        """Per-class probabilities (num_labels, H, W) at the image's size.
+        """Per-class probabilities (num_labels, h, w) at the size the network saw: the image's, or, for an image
+        larger than `max_side`, the shrunk copy's (`resize_for_model`).
 
         `tta` names the test-time augmentation (`TTA_VIEWS`): every view of the image goes through the model, the
         mirror images of one orientation as one batch, and their logits, turned back, are averaged.
         """
         if tta not in TTA_VIEWS:
             raise ValueError(f"unknown test-time augmentation {tta!r}: choose one of {', '.join(TTA_VIEWS)}")
-        image_tensor = image_to_tensor(resize_for_model(image, self.max_side))[None].to(self.device)
+        seen = resize_for_model(image, self.max_side)
+        image_tensor = image_to_tensor(seen)[None].to(self.device)
         logits = []
         for transposed in (False, True):  # a transposed picture has another shape unless square: its own batch
             mirrors = [dims for view_transposed, dims in TTA_VIEWS[tta] if view_transposed == transposed]
@@ -104,7 +106,7 @@ class Predictor:
             for view_logits, dims in zip(self.model(batch), mirrors, strict=True):
                 view_logits = view_logits.flip(dims)
                 logits.append(view_logits.transpose(-2, -1) if transposed else view_logits)
-        return logits_to_probabilities(torch.stack(logits).mean(0), (image.height, image.width))
+        return logits_to_probabilities(torch.stack(logits).mean(0), (seen.height, seen.width))
 
     def predict(
         self, image: Image.Image | str | Path, threshold: float = 0.5, tta: str = "none", min_confidence: float = 0.0
@@ -121,6 +123,9 @@ class Predictor:
         mask = probabilities_to_mask(probabilities, threshold)
         probabilities = probabilities.numpy()
         mask = drop_unsure_regions(mask, probabilities, min_confidence, self.model.background_class)
+        # All the work above ran at the network's resolution; only the finished mask is scaled to the image, once.
+        if mask.shape != (image.height, image.width):
+            mask = np.asarray(Image.fromarray(mask).resize(image.size, Image.Resampling.NEAREST))
         return Prediction(mask, probabilities, time.perf_counter() - started)
 
 
