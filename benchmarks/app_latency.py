@@ -4,7 +4,8 @@ Starts `python app.py` on a free port, measures the seconds until it answers, th
 gradio_client with a 512x512 image `--calls` times (after one warm-up call) and prints the median latency: upload,
 queue, preprocessing, forward pass, pictures, PNG files and download of the results, as a client sees them. It does
 so with the demo's defaults, without test-time augmentation, and without it and with every region kept (least region
-confidence 0), calls of the three alternating.
+confidence 0), calls of the three alternating. First, in the same run, it times the same calls to an echo app with the
+same inputs and outputs and no model (`benchmarks.echo_app`), and prints the demo's time over that floor.
 """
 
 from __future__ import annotations
@@ -60,48 +61,59 @@ def main() -> None:
     parser.add_argument(
         "--weights",
         metavar="FOLDER|USER/NAME[@REV]",
-        help="passed to app.py (default: app.py's own, $UNET_WEIGHTS, else the bundled checkpoints/composites/)",
+        help="more weights for app.py's picker (the calls go to its default model, the street-scene one)",
     )
     parser.add_argument("--calls", type=int, default=20, help="timed /segment calls (the median is printed)")
     parser.add_argument("--size", type=int, default=512, help="side of the square test image, in pixels")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the server to answer")
     args = parser.parse_args()
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    command = [sys.executable, "app.py", "--port", str(port)]
-    if args.weights:
-        command += ["--weights", args.weights]
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    demo = [sys.executable, "app.py"] + (["--weights", args.weights] if args.weights else [])
+    echo = [sys.executable, "-m", "benchmarks.echo_app", "--size", str(args.size)]
     with tempfile.TemporaryDirectory(prefix="unet-app-latency-") as folder:
         image = Path(folder) / "random.png"
         pixels = np.random.default_rng(0).integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(image)
-        log = Path(folder) / "app.log"
-        with log.open("w") as output:
-            server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
-        try:
-            startup = wait_until_up(url, server, log, args.timeout)
-            client = Client(url, verbose=False)
-            client.predict(handle_file(image), None, api_name="/segment")  # warm-up: first forward pass, caches
-            times = {name: [] for name in SETTINGS}
-            for _ in range(args.calls):
-                for name, seconds in times.items():
-                    started = time.perf_counter()
-                    client.predict(handle_file(image), None, **SETTINGS[name], api_name="/segment")
-                    seconds.append(time.perf_counter() - started)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        floor_startup, floor = time_server(echo, {"echo": {}}, image, args, Path(folder) / "echo.log")
+        startup, times = time_server(demo, SETTINGS, image, args, Path(folder) / "app.log")
 
     print(f"date {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, weights: {args.weights or 'default'}")
-    print(f"start-up until the server answers: {startup:.1f} s")
+    print(f"start-up until the server answers: {startup:.1f} s (the echo app: {floor_startup:.1f} s)")
     print(f"/segment with a {args.size}x{args.size} image, end to end through gradio_client:")
+    echo_ms = statistics.median(floor["echo"]) * 1000
+    print(f"  the echo app (Gradio's floor: the same inputs and outputs, no model): median {echo_ms:.0f} ms")
     for name, seconds in times.items():
+        median = statistics.median(seconds) * 1000
         print(
-            f"  {name}: median {statistics.median(seconds) * 1000:.0f} ms over "
-            f"{len(seconds)} calls (min {min(seconds) * 1000:.0f}, max {max(seconds) * 1000:.0f})"
+            f"  {name}: median {median:.0f} ms over {len(seconds)} calls (min {min(seconds) * 1000:.0f}, max "
+            f"{max(seconds) * 1000:.0f}), {median - echo_ms:+.0f} ms over the floor, {median / echo_ms:.1f}x it"
         )
+
+
+def time_server(
+    command: list[str], settings: dict[str, dict], image: Path, args: argparse.Namespace, log: Path
+) -> tuple[float, dict[str, list[float]]]:
+    """Start a server, time its start-up, then `args.calls` rounds of /segment calls, one per setting."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    with log.open("w") as output:
+        server = subprocess.Popen([*command, "--port", str(port)], cwd=ROOT, env=env, stdout=output,
+                                  stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        startup = wait_until_up(url, server, log, args.timeout)
+        client = Client(url, verbose=False)
+        client.predict(handle_file(image), None, api_name="/segment")  # warm-up: first forward pass, caches
+        times: dict[str, list[float]] = {name: [] for name in settings}
+        for _ in range(args.calls):
+            for name, seconds in times.items():
+                started = time.perf_counter()
+                client.predict(handle_file(image), None, **settings[name], api_name="/segment")
+                seconds.append(time.perf_counter() - started)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return startup, times
 
 
 if __name__ == "__main__":
