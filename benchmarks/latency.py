@@ -2,8 +2,10 @@
 
 Prints the machine's measured fp32 matmul peak, the model's GFLOPs per image, the predictor's median end-to-end
 latency (preprocessing, forward, resizing back, mask) at several input sizes with the GFLOP/s it achieves, and the
-forward pass of the shipped model against the classic U-Net (base width 64, 31M parameters) at 1x3x256x256.
-Medians of repeated runs: machines here are shared and noisy.
+forward pass of the shipped model against the classic U-Net (base width 64, 31M parameters) at 1x3x256x256, and the
+forward pass at 512x512 in each way this machine can run it (eager fp32 in the contiguous and the channels-last
+layout, bf16 autocast, onnxruntime) with the share of the matmul peak and how well its masks agree with eager fp32's
+on the bundled examples (mean IoU of the two masks). Medians of repeated runs: machines here are shared and noisy.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -57,6 +60,56 @@ def forward_seconds(model: torch.nn.Module, size: int, repeats: int) -> float:
     return median_seconds(lambda: model(x), repeats)
 
 
+def backends(model: torch.nn.Module, peak: float, repeats: int, size: int = 512) -> None:
+    """Time the forward pass at `size` in each way, and compare each one's masks of the examples with eager fp32's."""
+    import tempfile
+
+    import onnxruntime
+
+    from unet.export import export_onnx
+    from unet.metrics import iou
+    from unet.preprocessing import image_to_tensor, load_image, resize_for_model
+
+    model = model.eval()
+    examples = sorted(Path(__file__).resolve().parent.parent.glob("examples/*/images/*"))
+    inputs = [image_to_tensor(resize_for_model(load_image(path), size))[None] for path in examples]
+    with tempfile.TemporaryDirectory() as folder:
+        onnx_file = export_onnx(model, Path(folder) / "model.onnx")
+        session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+
+    def eager(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return model(x.contiguous())
+
+    def channels_last(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+
+    def bf16(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            return model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last)).float()
+
+    def ort(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run(None, {"image": x.numpy()})[0])
+
+    def mask(logits: torch.Tensor) -> np.ndarray:
+        return (logits[0, 0] > 0).numpy() if logits.shape[1] == 1 else logits[0].argmax(0).numpy()
+
+    gflop = forward_gflops(model, size, size)
+    x = torch.randn(1, 3, size, size)
+    reference = [mask(eager(example)) for example in inputs]
+    classes = max(2, model.num_labels)
+    print(f"\nforward pass at 1x3x{size}x{size} ({gflop:.1f} GFLOP); masks vs eager fp32, {len(inputs)} examples")
+    print(f"{'way':>22} {'median ms':>10} {'of peak':>8} {'mask mIoU':>10}")
+    for name, run in (("eager fp32", eager), ("channels-last fp32", channels_last), ("bf16 autocast", bf16),
+                      ("onnxruntime fp32", ort)):  # fmt: skip
+        seconds = median_seconds(lambda run=run: run(x), repeats)
+        agreement = np.mean(
+            [np.nanmean(iou(mask(run(example)), ref, classes)) for example, ref in zip(inputs, reference, strict=True)]
+        )
+        print(f"{name:>22} {seconds * 1000:10.1f} {gflop / seconds / peak:8.0%} {agreement:10.4f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_weights_argument(parser)
@@ -84,6 +137,8 @@ def main() -> None:
         achieved = gflop / seconds
         print(f"{size:>4}x{size:<5} {side:>4}x{side:<5} {gflop:7.2f} {seconds * 1000:10.1f} {achieved:8.1f} "
               f"{achieved / peak:8.0%}")  # fmt: skip
+
+    backends(model, peak, args.repeats)
 
     classic = UNet(base_width=64, depth=4, upsampling="transpose", norm="batch")
     ours_s, classic_s = forward_seconds(model, 256, args.repeats), forward_seconds(classic, 256, args.repeats)
