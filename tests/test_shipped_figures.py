@@ -55,3 +55,16 @@ def test_the_composites_figures_in_the_readme_are_its_eval_json() -> None:
     headline = scores["headline"]
     assert f"foreground IoU {headline['iou']:.4f}, Dice {headline['dice']:.4f}" in readme
     assert re.search(r"\| clip art, `checkpoints/composites/`", readme)
+
+
+def test_the_from_scratch_unet_figures_are_its_eval_json() -> None:
+    scores = json.loads((ROOT / "docs" / "camvid-unet-eval.json").read_text())
+    assert scores["dataset"] == "camvid-test" and scores["num_images"] == 233
+    headline = f"mIoU {percent(scores['headline']['iou'])}"
+    assert f"reaches test {headline} (`docs/camvid-unet-eval.json`)" in (ROOT / "README.md").read_text()
+    record = (ROOT / "docs" / "camvid.md").read_text()
+    assert (
+        f"**mIoU {scores['headline']['iou']:.4f}**, global pixel accuracy {scores['accuracy']['global']:.4f}" in record
+    )
+    row = " | ".join(percent(value) for value in scores["iou"]["per_class"].values())
+    assert f"| {row} | **{percent(scores['headline']['iou'])}** |" in record
