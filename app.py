@@ -380,7 +380,7 @@ def build_demo(models: Sequence[ServedModel], warning: str | None = None, downlo
         # it goes, and an image already there is segmented again.
         model_choice.input(
             show_model, model_choice, [*parts, *example_sets, ground_truth, *outputs], api_visibility="private"
-        ).then(run_new, inputs, outputs, preprocess=False, api_visibility="private")
+        ).then(run_new, inputs, outputs, preprocess=False, api_visibility="private", trigger_mode="always_last")
         # Each run first clears the last one's results, so an error never stands under another image's figures.
         run_button.click(lambda: NO_OUTPUTS, None, outputs, queue=False, api_visibility="private").then(
             run, inputs, outputs, api_name="segment", preprocess=False
@@ -394,7 +394,15 @@ def build_demo(models: Sequence[ServedModel], warning: str | None = None, downlo
             queue=False,
             api_visibility="private",
             trigger_mode="always_last",
-        ).then(run_new, inputs, outputs, api_name="segment_new_input", api_visibility="undocumented", preprocess=False)
+        ).then(
+            run_new,
+            inputs,
+            outputs,
+            api_name="segment_new_input",
+            api_visibility="undocumented",
+            preprocess=False,
+            trigger_mode="always_last",  # a second upload while the first runs is run after it, never dropped
+        )
         # The class highlight is drawn only while its panel is open: when it opens, and after each run.
         highlight_inputs = [before_after, mask_file, model_choice, highlight_open]
         show_highlight = highlight_handler(models)
