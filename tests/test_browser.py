@@ -29,6 +29,7 @@ from unet.demo import segment
 from unet.hub import WEIGHTS_ENV, load_model
 from unet.predict import Predictor
 from unet.preprocessing import load_mask
+from unet.settings import InferenceSettings
 
 pytestmark = pytest.mark.browser
 
@@ -111,6 +112,25 @@ def wait_for_results(page: Page) -> None:
         page.wait_for_function(IMAGE_LOADED, arg=output)
 
 
+def assert_shows_the_example_scores(
+    page: Page, predictor: Predictor, settings: InferenceSettings, tmp_path: Path
+) -> None:
+    """The page's foreground IoU and Dice are those of the composites example, segmented at the model's settings."""
+    expected = segment(
+        predictor,
+        EXAMPLE_IMAGE,
+        EXAMPLE_MASK,
+        tta=settings.tta,
+        min_confidence=settings.min_confidence,
+        downloads=tmp_path,
+    ).scores
+    assert 0 < expected["iou"]["per_class"]["foreground"] < 1  # neither all nor nothing: a mix-up would show
+    shown = shown_scores(page.locator("#scores").inner_text())
+    assert shown["foreground"] == pytest.approx(
+        (expected["iou"]["per_class"]["foreground"], expected["dice"]["per_class"]["foreground"]), abs=5e-5
+    )
+
+
 def test_page_shows_the_scores_of_the_mask_it_offers(url: str, page: Page, tmp_path: Path) -> None:
     page.goto(url)
     page.locator("#image input[type=file]").set_input_files(EXAMPLE_IMAGE)
@@ -154,20 +174,7 @@ def test_an_example_loads_its_photo_and_mask_with_their_scores(
         page.wait_for_function(IMAGE_LOADED, arg=given)
     assert page.locator("#threshold input[type=number]").input_value() == "0.5"  # the example's own settings
     model, info = load_model(weights)
-    settings = info.settings  # the page's defaults
-    expected = segment(
-        Predictor(model),
-        EXAMPLE_IMAGE,
-        EXAMPLE_MASK,
-        tta=settings.tta,
-        min_confidence=settings.min_confidence,
-        downloads=tmp_path,
-    ).scores
-    assert 0 < expected["iou"]["per_class"]["foreground"] < 1  # neither all nor nothing: a mix-up would show
-    shown = shown_scores(page.locator("#scores").inner_text())
-    assert shown["foreground"] == pytest.approx(
-        (expected["iou"]["per_class"]["foreground"], expected["dice"]["per_class"]["foreground"]), abs=5e-5
-    )
+    assert_shows_the_example_scores(page, Predictor(model), info.settings, tmp_path)
 
 
 def test_after_an_error_no_result_of_the_last_image_stays(url: str, page: Page, tmp_path: Path) -> None:
@@ -276,16 +283,4 @@ def test_switching_models_swaps_examples_legend_controls_and_weights(
     composites = models[1]
     assert models[0].predictor.runs == runs["camvid"]  # the other model did not run
     assert composites.predictor.runs - runs["composites"] <= 1  # an example click runs the model once at most
-    settings = composites.settings
-    expected = segment(
-        composites.predictor,
-        EXAMPLE_IMAGE,
-        EXAMPLE_MASK,
-        tta=settings.tta,
-        min_confidence=settings.min_confidence,
-        downloads=tmp_path,
-    ).scores
-    shown = shown_scores(page.locator("#scores").inner_text())
-    assert shown["foreground"] == pytest.approx(
-        (expected["iou"]["per_class"]["foreground"], expected["dice"]["per_class"]["foreground"]), abs=5e-5
-    )
+    assert_shows_the_example_scores(page, composites.predictor, composites.settings, tmp_path)

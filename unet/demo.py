@@ -23,7 +23,7 @@ from huggingface_hub import ModelCard
 from PIL import Image
 
 from unet.hub import BUNDLED_WEIGHTS, CARD_FILE, CONFIG_FILE, WeightsInfo
-from unet.metrics import confusion_counts, dice_from_counts, iou_from_counts, score_table, summary
+from unet.metrics import confusion_counts, dice_from_counts, iou_from_counts, score_cell, score_table, summary
 from unet.model import UNet
 from unet.predict import TTA_VIEWS, Predictor
 from unet.preprocessing import ImageError, MaskError, load_image, load_mask, mask_to_image, resize_for_model
@@ -166,10 +166,6 @@ def score(mask: np.ndarray, truth: np.ndarray, class_names: list[str]) -> dict[s
     return summary(iou_from_counts(counts), dice_from_counts(counts), class_names, counts)
 
 
-def _cell(value: float | None) -> str:
-    return "—" if value is None else f"{value:.4f}"
-
-
 def scores_markdown(scores: dict[str, Any]) -> str:
     """The scores as Markdown: a table of IoU and Dice per class and their mean, then the share and the time.
 
@@ -180,7 +176,7 @@ def scores_markdown(scores: dict[str, Any]) -> str:
     if "iou" in scores:
         parts.append(score_table(scores, absent="omit"))  # a class in neither mask has no score
         absent = [name for name, iou in scores["iou"]["per_class"].items() if iou is None]
-        accuracy = f"Pixel accuracy **{_cell(scores['accuracy']['global'])}** (ignored pixels left out)"
+        accuracy = f"Pixel accuracy **{score_cell(scores['accuracy']['global'])}** (ignored pixels left out)"
         parts.append(accuracy + (f"; in neither mask, so left out: {', '.join(absent)}." if absent else "."))
     else:
         parts.append("Add the ground-truth mask to see IoU and Dice.")
@@ -478,14 +474,15 @@ def _eval_section(info: WeightsInfo, card: ModelCard | None) -> str:
         )
         mean = "m" if len(scores["iou"].get("per_class", {})) > 2 else ""  # the headline of many classes: their mean
         accuracy = scores.get("accuracy") if mean else None
-        extra = f", global pixel accuracy **{_cell(accuracy.get('global'))}**" if accuracy else ""
+        extra = f", global pixel accuracy **{score_cell(accuracy.get('global'))}**" if accuracy else ""
         return (
-            f"**Test scores:** {mean}IoU **{_cell(headline.get('iou'))}**, {mean}Dice **{_cell(headline.get('dice'))}**"
+            f"**Test scores:** {mean}IoU **{score_cell(headline.get('iou'))}**, "
+            f"{mean}Dice **{score_cell(headline.get('dice'))}**"
             f"{extra} {where}\n\n" + score_table(scores)
         )
     results = getattr(card.data, "eval_results", None) if card else None
     if results:
-        listed = ", ".join(f"{result.metric_name} {_cell(result.metric_value)}" for result in results[:4])
+        listed = ", ".join(f"{result.metric_name} {score_cell(result.metric_value)}" for result in results[:4])
         return f"**Test scores** on `{results[0].dataset_name}` (from the model card): {listed}"
     return f"**Test scores:** none found ({problem}, and the model card lists no scores)."
 

@@ -367,7 +367,6 @@ class _Progress:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.last = time.monotonic()
-        self.received = 0
         self.furthest: dict[str, int] = {}  # per file: the most bytes of it a download has reached
 
     def restart(self) -> None:
@@ -378,7 +377,6 @@ class _Progress:
         with self.lock:
             furthest = self.furthest.get(name, 0)
             if position > furthest:
-                self.received += position - furthest
                 self.furthest[name] = position
                 self.last = time.monotonic()
 
@@ -585,7 +583,7 @@ def _while_progressing(task: Callable[[], T], job: _HubJob) -> T:
     if thread.is_alive():
         # The thread cannot be killed; as a daemon it ends with its retries or with the process.
         complaint = watcher.message
-        if job.watch.received == 0 and complaint is None:
+        if not job.watch.furthest and complaint is None:  # not one byte arrived
             reason = f"no answer from the Hub within {job.timeout_s:g} s"
         elif complaint is not None and "Error while downloading" in complaint:
             complaint = complaint.partition(" Trying to resume")[0]
