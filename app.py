@@ -18,15 +18,19 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from unet.catalog import ServedModel, load_catalog, requested_sources
+from unet.catalog import ServedModel, choose_backends, load_catalog, requested_sources
 from unet.demo import (
+    DISPLAY_MAX_SIDE,
     DemoResult,
     ImageInput,
     InputError,
+    Segmentation,
     class_colors_hex,
     class_legend_html,
     class_regions,
@@ -34,11 +38,14 @@ from unet.demo import (
     error_legend_html,
     model_card_text,
     model_panel,
+    read_image,
+    redraw,
     segment,
+    upload_path,
     warning_markdown,
 )
 from unet.hub import WEIGHTS_ENV, WeightsError, add_timeout_argument
-from unet.preprocessing import load_mask
+from unet.preprocessing import load_mask, resize_for_model
 from unet.settings import TTA_HELP, InferenceSettings
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # otherwise Gradio looks up its servers at launch
@@ -61,18 +68,26 @@ IMAGE_HEIGHT = 260
 NO_RESULT = "Upload an image to see its segmentation."
 
 # What one run returns, in the order of the `outputs` list in `build_demo`: the mask file first, as the API says.
-# Pictures are PNG files (`DemoResult.picture_files` says why).
+# Pictures are PNG files (`DemoResult.picture_files` says why); the upload itself is never sent back.
 Outputs = tuple[
     str | None,  # mask PNG (class indices, full size)
-    str | None,  # prediction overlay
+    str | None,  # prediction overlay (display size; its download button gives the file)
     str | None,  # ground-truth overlay
     str | None,  # error map
     dict[str, Any] | None,  # scores as JSON
     str,  # scores as Markdown
-    str | None,  # overlay PNG (display size, the prediction's picture)
-    tuple[str, str] | None,  # before / after: the image as the model saw it, and the prediction over it
 ]
-NO_OUTPUTS: Outputs = (None, None, None, None, None, NO_RESULT, None, None)
+NO_OUTPUTS: Outputs = (None, None, None, None, None, NO_RESULT)
+LAST_RUN_TTL_S = 1800  # a visitor's last segmentation is dropped after this long
+
+
+@dataclass(frozen=True)
+class LastRun:
+    """A visitor's last segmentation (kept in a `gr.State`) and the inputs it was made from: new drawing settings
+    for the same inputs are applied to it without running the network again."""
+
+    inputs: tuple[str, str | None, str | None, str]  # model, image file, ground-truth file, test-time augmentation
+    segmentation: Segmentation
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -88,8 +103,6 @@ def _outputs(result: DemoResult) -> Outputs:
         files["error_map"],
         result.scores,
         result.table,
-        files["overlay"],
-        (files["image"], files["overlay"]),
     )
 
 
@@ -107,25 +120,40 @@ def segment_image(
     augment: bool,
     min_confidence: float,
     downloads: Path | None = None,
-) -> Outputs:
+    last: LastRun | None = None,
+) -> tuple[Outputs, LastRun]:
     """Segment an image with `served` and score it against the ground truth when one is given; bad input becomes a
     `gr.Error`. `augment` (the checkbox) turns on its test-time augmentation (`augmentation_views`); the run's files
-    go under `downloads` (`unet.demo.segment`)."""
+    go under `downloads` (`unet.demo.segment`). When `last` was made from the same model, files and augmentation,
+    its segmentation is drawn again at the new settings instead (`unet.demo.redraw`)."""
     tta = augmentation_views(served.settings) if augment else "none"
     try:
-        result = segment(
-            served.predictor, image, ground_truth, threshold, opacity, tta, min_confidence, downloads=downloads
-        )
+        inputs = (served.name, _file(image), _file(ground_truth), tta)
+        if last is not None and last.inputs == inputs:
+            result = redraw(
+                served.predictor, last.segmentation, threshold, opacity, min_confidence, downloads=downloads
+            )
+        else:
+            result = segment(
+                served.predictor, image, ground_truth, threshold, opacity, tta, min_confidence, downloads=downloads
+            )
     except InputError as error:
         raise gr.Error(str(error), title="Cannot use this input", print_exception=False) from error
-    return _outputs(result)
+    return _outputs(result), LastRun(inputs, result.segmentation)
+
+
+def _file(value: ImageInput | None) -> str | None:
+    """The file name of an upload, which says whether two runs had the same input; None for none or a picture."""
+    path = upload_path(value)
+    return str(path) if isinstance(path, str | Path) else None
 
 
 def handlers(
     models: Sequence[ServedModel], downloads: Path | None = None
-) -> tuple[Callable[..., Outputs], Callable[..., Outputs]]:
-    """The page's two handlers: `run` (the Run button and the /segment API) and `run_new` (a new upload; clearing
-    the image clears the results instead of asking for an image).
+) -> tuple[Callable[..., tuple], Callable[..., tuple], Callable[..., tuple]]:
+    """The page's handlers, each returning the outputs and the visitor's `LastRun`: `run` (the Run button and the
+    /segment API), `run_new` (a new upload; clearing the image clears the results instead of asking for an image)
+    and `restyle` (new settings: the last segmentation drawn again when its inputs are the same, else a run).
 
     Gradio's API reads their signatures: the parameters are the page's inputs, in order, with the page's starting
     values as defaults: the first model and its settings. Choosing another model on the page also sets its
@@ -133,6 +161,27 @@ def handlers(
     """
     by_name = {served.name: served for served in models}
     settings = models[0].settings
+
+    def restyle(
+        image: ImageInput | None,
+        ground_truth: ImageInput | None = None,
+        threshold: float = settings.threshold,
+        opacity: float = DEFAULT_OPACITY,
+        augment: bool = settings.tta != "none",
+        min_confidence: float = settings.min_confidence,
+        model: str = models[0].name,
+        last: LastRun | None = None,
+    ) -> tuple[Any, ...]:
+        if model not in by_name:
+            raise gr.Error(
+                f"There is no model {model!r} here: choose one of {', '.join(by_name)}.",
+                title="Unknown model",
+                print_exception=False,
+            )
+        outputs, kept = segment_image(
+            by_name[model], image, ground_truth, threshold, opacity, augment, min_confidence, downloads, last
+        )
+        return (*outputs, kept)
 
     def run(
         image: ImageInput | None,
@@ -142,22 +191,14 @@ def handlers(
         augment: bool = settings.tta != "none",
         min_confidence: float = settings.min_confidence,
         model: str = models[0].name,
-    ) -> Outputs:
-        if model not in by_name:
-            raise gr.Error(
-                f"There is no model {model!r} here: choose one of {', '.join(by_name)}.",
-                title="Unknown model",
-                print_exception=False,
-            )
-        return segment_image(
-            by_name[model], image, ground_truth, threshold, opacity, augment, min_confidence, downloads
-        )
+    ) -> tuple[Any, ...]:
+        return restyle(image, ground_truth, threshold, opacity, augment, min_confidence, model)
 
     @functools.wraps(run)  # the same signature for Gradio
-    def run_new(image: ImageInput | None, *rest: Any) -> Outputs:
-        return NO_OUTPUTS if image is None else run(image, *rest)
+    def run_new(image: ImageInput | None, *rest: Any) -> tuple[Any, ...]:
+        return (*NO_OUTPUTS, None) if image is None else run(image, *rest)
 
-    return run, run_new
+    return run, run_new, restyle
 
 
 def example_runner(run: Callable[..., Outputs], served: ServedModel) -> Callable[..., Outputs]:
@@ -166,7 +207,7 @@ def example_runner(run: Callable[..., Outputs], served: ServedModel) -> Callable
     def run_example(
         image: ImageInput, ground_truth: ImageInput, threshold: float, opacity: float, augment: bool, confidence: float
     ) -> Outputs:
-        return run(image, ground_truth, threshold, opacity, augment, confidence, served.name)
+        return run(image, ground_truth, threshold, opacity, augment, confidence, served.name)[: len(NO_OUTPUTS)]
 
     return run_example
 
@@ -194,17 +235,20 @@ def model_view(served: ServedModel) -> dict[str, dict[str, Any]]:
 
 
 def highlight_handler(models: Sequence[ServedModel]) -> Callable[..., Any]:
-    """The handler of the class highlight: the image as the model saw it with one region a class, from the last
-    result (the before/after pair and the mask file); nothing is drawn while its panel is closed."""
+    """The handler of the class highlight: the image at display size with one region a class, from the image and
+    the last result's mask file; nothing is drawn while its panel is closed."""
     by_name = {served.name: served for served in models}
 
-    def highlight(before_after: tuple | None, mask_file: str | None, model: str, is_open: bool) -> Any:
+    def highlight(image: ImageInput | None, mask_file: str | None, model: str, is_open: bool) -> Any:
         if not is_open:
             return gr.skip()
-        if not before_after or mask_file is None or model not in by_name:
+        if image is None or mask_file is None or model not in by_name:
             return None
-        image = before_after[0]
-        return image, class_regions(load_mask(mask_file), by_name[model].model, image.size)
+        try:
+            picture = resize_for_model(read_image(image), DISPLAY_MAX_SIDE)
+        except InputError:  # the upload changed under the result: nothing to point at
+            return None
+        return picture, class_regions(load_mask(mask_file), by_name[model].model, picture.size)
 
     return highlight
 
@@ -224,7 +268,7 @@ def build_demo(models: Sequence[ServedModel], warning: str | None = None, downlo
     """
     first = models[0]
     view = model_view(first)
-    run, run_new = handlers(models, downloads)
+    run, run_new, restyle = handlers(models, downloads)
 
     with gr.Blocks(title="U-Net segmentation", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# U-Net segmentation", elem_id="title")
@@ -284,22 +328,18 @@ def build_demo(models: Sequence[ServedModel], warning: str | None = None, downlo
                     )
 
             with gr.Column(scale=2, min_width=400):
-                before_after = gr.ImageSlider(
-                    label="Before / after: drag the handle",
+                prediction = gr.Image(
+                    label="Prediction (the overlay's download is at most 1024 px; set the opacity to 0 for the photo)",
                     format="png",
-                    type="pil",
                     interactive=False,
-                    max_height=480,
-                    elem_id="before-after",
+                    height=480,
+                    elem_id="prediction",
                 )
                 class_legend = gr.HTML(elem_id="class-legend", **view["class_legend"])
                 scores = gr.Markdown(NO_RESULT, label="Scores table", elem_id="scores")
-                with gr.Row():
-                    mask_file = gr.File(label="Mask PNG (class indices, full size)", elem_id="mask-file")
-                    overlay_file = gr.File(label="Overlay PNG (at most 1024 px)", elem_id="overlay-file")
+                mask_file = gr.File(label="Mask PNG (class indices, full size)", elem_id="mask-file")
 
         with gr.Row(equal_height=True):
-            prediction = gr.Image(label="Prediction", format="png", interactive=False, elem_id="prediction")
             truth_overlay = gr.Image(label="Ground truth", format="png", interactive=False, elem_id="truth-overlay")
             error_map = gr.Image(
                 label="Error map (needs a ground truth)", format="png", interactive=False, elem_id="error-map"
@@ -312,6 +352,7 @@ def build_demo(models: Sequence[ServedModel], warning: str | None = None, downlo
                 format="png", height=420, label="Prediction, a region a class", elem_id="highlight", **view["highlight"]
             )
         highlight_open = gr.State(False)
+        last_run = gr.State(None, time_to_live=LAST_RUN_TTL_S)
         with gr.Accordion("Scores as JSON (what the /segment API returns)", open=False, elem_id="json-panel"):
             scores_json = gr.JSON(label="Scores", open=True, elem_id="scores-json")
 
@@ -324,7 +365,8 @@ def build_demo(models: Sequence[ServedModel], warning: str | None = None, downlo
                 card = gr.Markdown(elem_id="model-card", **view["card"])
 
         inputs = [image, ground_truth, threshold, opacity, augment, min_confidence, model_choice]
-        outputs = [mask_file, prediction, truth_overlay, error_map, scores_json, scores, overlay_file, before_after]
+        outputs = [mask_file, prediction, truth_overlay, error_map, scores_json, scores]
+        kept = [*outputs, last_run]  # what the page's runs return: the outputs and the visitor's last segmentation
         for index, (served, column) in enumerate(zip(models, example_sets, strict=True)):
             if not served.examples:
                 continue
@@ -361,7 +403,7 @@ def build_demo(models: Sequence[ServedModel], warning: str | None = None, downlo
             shown = next(served for served in models if served.name == name)
             parts = model_view(shown)
             visible = [gr.update(visible=served is shown) for served in models]
-            return (*[gr.update(**parts[key]) for key in view], *visible, None, *NO_OUTPUTS)
+            return (*[gr.update(**parts[key]) for key in view], *visible, None, *NO_OUTPUTS, None)
 
         parts = [
             summary,
@@ -379,11 +421,22 @@ def build_demo(models: Sequence[ServedModel], warning: str | None = None, downlo
         # A new model: its description, controls and examples; the ground truth of the last one may not fit it, so
         # it goes, and an image already there is segmented again.
         model_choice.input(
-            show_model, model_choice, [*parts, *example_sets, ground_truth, *outputs], api_visibility="private"
-        ).then(run_new, inputs, outputs, preprocess=False, api_visibility="private", trigger_mode="always_last")
+            show_model, model_choice, [*parts, *example_sets, ground_truth, *kept], api_visibility="private"
+        ).then(run_new, inputs, kept, preprocess=False, api_visibility="private", trigger_mode="always_last")
         # Each run first clears the last one's results, so an error never stands under another image's figures.
         run_button.click(lambda: NO_OUTPUTS, None, outputs, queue=False, api_visibility="private").then(
-            run, inputs, outputs, api_name="segment", preprocess=False
+            run, inputs, kept, api_name="segment", preprocess=False
+        )
+        # New settings for the same inputs draw the last segmentation again; the network runs only when the
+        # test-time augmentation changes (or the inputs did, say after an example's click).
+        gr.on(
+            [threshold.input, opacity.input, min_confidence.input, augment.input],
+            restyle,
+            [*inputs, last_run],
+            kept,
+            api_visibility="private",
+            preprocess=False,
+            trigger_mode="always_last",
         )
         # `input`, not `change`: an example click sets these too, and its cached result is already on the way.
         gr.on(
@@ -397,14 +450,14 @@ def build_demo(models: Sequence[ServedModel], warning: str | None = None, downlo
         ).then(
             run_new,
             inputs,
-            outputs,
+            kept,
             api_name="segment_new_input",
             api_visibility="undocumented",
             preprocess=False,
             trigger_mode="always_last",  # a second upload while the first runs is run after it, never dropped
         )
         # The class highlight is drawn only while its panel is open: when it opens, and after each run.
-        highlight_inputs = [before_after, mask_file, model_choice, highlight_open]
+        highlight_inputs = [image, mask_file, model_choice, highlight_open]
         show_highlight = highlight_handler(models)
         highlight_panel.expand(lambda: True, None, highlight_open, api_visibility="private").then(
             show_highlight, highlight_inputs, highlight, api_visibility="private"
@@ -442,13 +495,16 @@ def launch(demo: gr.Blocks, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, 
 
 def scratch_folder() -> Path:
     """A folder of this server's own for every file it writes, removed when it stops (also on SIGTERM and Ctrl-C):
-    the runs' downloads, the examples' cache (a folder per server keeps results of other weights from showing up)
-    and Gradio's uploads and cache, unless `GRADIO_EXAMPLES_CACHE` or `GRADIO_TEMP_DIR` name folders of their own."""
+    the runs' downloads, the examples' cache (a folder per server keeps results of other weights from showing up),
+    Gradio's uploads and cache (unless `GRADIO_EXAMPLES_CACHE` or `GRADIO_TEMP_DIR` name folders of their own), and,
+    as the process's temporary folder, whatever else a library writes there (onnxruntime's session file, say)."""
     scratch = Path(tempfile.mkdtemp(prefix="unet-demo-"))
     atexit.register(shutil.rmtree, scratch, ignore_errors=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a stop by a service manager also runs atexit
     os.environ.setdefault("GRADIO_EXAMPLES_CACHE", str(scratch / "examples"))
     os.environ.setdefault("GRADIO_TEMP_DIR", str(scratch / "gradio"))
+    os.environ["TMPDIR"] = str(scratch)  # Gradio also serves files from the temporary folder: the runs' among them
+    tempfile.tempdir = None  # `tempfile` looks the folder up again, from TMPDIR
     return scratch
 
 
@@ -497,7 +553,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(f"error: {error}")
     demo = build_demo(models, warning, downloads=scratch_folder() / "runs")
     launch(demo, args.host, args.port, args.share)
-    demo.block_thread()
+    # The page answers at once; meanwhile each model's fastest agreeing way to run is chosen (eager until then).
+    stop = threading.Event()
+    chooser = threading.Thread(target=choose_backends, args=(models, stop), name="choose-backends")
+    chooser.start()
+    try:
+        demo.block_thread()
+    finally:  # a stop (SIGTERM, Ctrl-C) waits for the choice to give up, at most an export or a forward pass
+        stop.set()
+        chooser.join()
 
 
 if __name__ == "__main__":

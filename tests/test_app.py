@@ -28,7 +28,7 @@ from unet.preprocessing import load_mask
 
 WARNING = "Not every model loaded, so the picker lists only the others. Could not load user/missing: offline."
 # The /segment outputs, in order (see app.Outputs).
-MASK, PREDICTION, TRUTH, ERRORS, JSON, TABLE, OVERLAY, BEFORE_AFTER = range(8)
+MASK, PREDICTION, TRUTH, ERRORS, JSON, TABLE = range(6)
 CLASSES = ["sky", "road", "car"]
 
 
@@ -99,7 +99,7 @@ def test_page_parts_have_ids_png_images_and_named_events(demo: gr.Blocks) -> Non
     assert {image.format for image in images} == {"png"}
     assert by_id["image"].sources == ["upload", "clipboard", "webcam"]
     assert by_id["image"].type == by_id["ground-truth"].type == "filepath"
-    for name in ("prediction", "truth-overlay", "error-map", "before-after", "scores", "scores-json", "mask-file"):
+    for name in ("prediction", "truth-overlay", "error-map", "scores", "scores-json", "mask-file"):
         assert name in by_id
     assert by_id["warning"].visible and WARNING in by_id["warning"].value
     assert by_id["model"].choices == [("tiny (binary)", "tiny"), ("three-classes (3 classes)", "three-classes")]
@@ -128,7 +128,8 @@ def test_segment_with_ground_truth_returns_the_scores_of_its_mask(client: Client
         assert [per_class["background"], per_class["foreground"]] == pytest.approx(expected[name], abs=1e-12)
         assert scores[name]["mean"] == pytest.approx(np.nanmean(expected[name]), abs=1e-12)
     assert f"**{scores['iou']['mean']:.4f}**" in result[TABLE]
-    for output in (PREDICTION, TRUTH, ERRORS, OVERLAY):
+    assert len(result) == len(app.NO_OUTPUTS)  # the visitor's kept segmentation is no output of the API
+    for output in (PREDICTION, TRUTH, ERRORS):
         with Image.open(result[output]) as picture:
             assert picture.format == "PNG"
 
@@ -143,7 +144,6 @@ def test_segment_without_ground_truth_passes_the_other_inputs(client: Client, sm
     unsure = client.predict(handle_file(small_image), None, 0.0, 0.3, True, 1.0, api_name="/segment")
     assert unsure[JSON]["foreground_share"] == 0.0
     assert "Add the ground-truth mask" in result[TABLE]
-    assert len(result[BEFORE_AFTER]) == 2
 
 
 def test_the_api_segments_like_unet_demo(client: Client, predictor: Predictor, weights: Path, tmp_path: Path) -> None:
@@ -254,8 +254,8 @@ def test_cli_serves_the_given_weights_and_says_when_share_fails(
 
 
 def test_clearing_the_image_clears_the_results_and_a_run_without_one_says_what_to_do(models: list[ServedModel]) -> None:
-    run, run_new = app.handlers(models)
-    assert run_new(None, str(EXAMPLE_MASK)) == app.NO_OUTPUTS
+    run, run_new, _ = app.handlers(models)
+    assert run_new(None, str(EXAMPLE_MASK)) == (*app.NO_OUTPUTS, None)
     with pytest.raises(gr.Error, match="No image yet: upload, drop, paste or take a photo first"):
         run(None)
 
@@ -263,15 +263,39 @@ def test_clearing_the_image_clears_the_results_and_a_run_without_one_says_what_t
 def test_pictures_reach_gradio_as_png_files_of_the_run(models: list[ServedModel]) -> None:
     """Files, not images: Gradio renames a copied file into its cache, but writes an image over the cached copy of an
     identical earlier result while a browser may still be downloading it."""
-    run, _ = app.handlers(models)
+    run, _, _ = app.handlers(models)
     outputs = run(str(EXAMPLE_IMAGE), str(EXAMPLE_MASK))
     run_folder = Path(outputs[MASK]).parent
-    pictures = [outputs[PREDICTION], outputs[TRUTH], outputs[ERRORS], *outputs[BEFORE_AFTER]]
-    for picture in pictures:
+    for picture in (outputs[PREDICTION], outputs[TRUTH], outputs[ERRORS]):
         assert isinstance(picture, str) and Path(picture).parent == run_folder
         with Image.open(picture) as opened:
             assert opened.format == "PNG"
-    assert outputs[BEFORE_AFTER][1] == outputs[PREDICTION]
+
+
+def test_new_settings_for_the_same_inputs_draw_the_last_segmentation_again(
+    models: list[ServedModel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run, _, restyle = app.handlers(models)
+    *first, last = run(str(EXAMPLE_IMAGE), str(EXAMPLE_MASK), 0.5, 0.5, False, 0.0)
+    fresh = run(str(EXAMPLE_IMAGE), str(EXAMPLE_MASK), 0.3, 0.8, False, 0.6)
+    forward_passes = []
+    predictor = models[0].predictor
+    monkeypatch.setattr(predictor, "forward", lambda batch: forward_passes.append(batch) or predictor.model(batch))
+
+    *again, kept = restyle(str(EXAMPLE_IMAGE), str(EXAMPLE_MASK), 0.3, 0.8, False, 0.6, "tiny", last)
+    assert forward_passes == [] and kept.segmentation is last.segmentation
+    assert again[JSON]["reused"] and "drawn again" in again[TABLE]
+    with Image.open(again[MASK]) as reused, Image.open(fresh[MASK]) as ran:
+        np.testing.assert_array_equal(np.asarray(reused), np.asarray(ran))  # the same as running it all again
+    for output in (PREDICTION, TRUTH, ERRORS):
+        with Image.open(again[output]) as reused, Image.open(fresh[output]) as ran:
+            np.testing.assert_array_equal(np.asarray(reused), np.asarray(ran))
+    assert again[JSON]["iou"] == fresh[JSON]["iou"]
+    # Other inputs (here no ground truth) or another test-time augmentation: the network runs.
+    for changed in ((str(EXAMPLE_IMAGE), None, 0.3, 0.8, False), (str(EXAMPLE_IMAGE), str(EXAMPLE_MASK), 0.3, 0.8, True)):
+        before = len(forward_passes)
+        restyle(*changed, 0.6, "tiny", last)
+        assert len(forward_passes) > before
 
 
 @pytest.mark.slow

@@ -124,14 +124,14 @@ def test_downloads_are_full_size_pngs_and_the_page_gets_display_size(predictor: 
     assert overlay_file.name == "wide_overlay.png"
     with Image.open(overlay_file) as picture:
         assert (picture.format, picture.size) == ("PNG", shown)  # drawn at display size, never at full size
-    assert result.image.size == result.overlay.size == shown
+    assert result.segmentation.picture.size == result.overlay.size == shown
 
 
 def test_picture_files_are_the_display_pictures_beside_the_downloads(predictor: Predictor, tmp_path: Path) -> None:
     image, truth = save(photo(), tmp_path / "photo.png"), save(truth_mask() * 255, tmp_path / "truth.png")
     with_truth = segment(predictor, image, truth, downloads=tmp_path)
     files = with_truth.picture_files()
-    assert set(files) == {"image", "overlay", "truth_overlay", "error_map"}
+    assert set(files) == {"overlay", "truth_overlay", "error_map"}  # never the upload itself
     for name, path in files.items():
         assert path.parent == with_truth.mask_file.parent
         with Image.open(path) as picture:

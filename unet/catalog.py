@@ -3,21 +3,25 @@
 The bundled street-scene model (`checkpoints/camvid/`) comes first and is the default, the bundled clip-art model
 (`checkpoints/composites/`) second, then every source given with `--weights` (or `$UNET_WEIGHTS`, several separated
 by commas), each a folder or a Hub repo id (pin a commit). Each loads once, at start-up. A source that does not load
-is left out, with a warning the page shows; in strict mode it stops the app instead.
+is left out, with a warning the page shows; in strict mode it stops the app instead. Once serving, each model
+is run the fastest way whose masks agree with eager PyTorch's (`choose_backends`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from unet.backends import Stopped, choose_forward
 from unet.demo import card_summary, example_pairs, examples_folder, model_summary, visitor_text
 from unet.hub import BUNDLED_WEIGHTS, DEFAULT_TIMEOUT_S, WEIGHTS_ENV, WeightsError, WeightsInfo, load_model
 from unet.model import UNet
 from unet.predict import Predictor
+from unet.preprocessing import image_to_tensor, load_image, resize_for_model
 from unet.settings import InferenceSettings
 
 log = logging.getLogger("unet.catalog")
@@ -137,3 +141,23 @@ def load_catalog(
     if failures:
         warning = "Not every model loaded, so the picker lists only the others. " + ". ".join(failures) + "."
     return served, warning
+
+
+def choose_backends(models: Sequence[ServedModel], stop: threading.Event | None = None) -> None:
+    """Give each model's predictor the fastest way to run it whose masks of its examples agree with eager fp32's
+    (`unet.backends.choose_forward`), and log the choice. A server runs this once, beside serving (each model is
+    served eager until its choice is made); a model without examples stays eager: nothing to check another way on.
+    Once `stop` is set, it returns within a forward pass or an export.
+    """
+    for served in models:
+        if not served.examples:
+            log.info("%s runs eager fp32: it has no examples to check another way against", served.name)
+            continue
+        side = served.predictor.max_side
+        images = [image_to_tensor(resize_for_model(load_image(path), side)) for path, _ in served.examples]
+        try:
+            choice = choose_forward(served.model, images, stop=stop)
+        except Stopped:
+            return
+        served.predictor.forward = choice.forward
+        log.info("%s runs in %s", served.name, choice.describe())

@@ -25,7 +25,7 @@ from PIL import Image
 from unet.hub import BUNDLED_WEIGHTS, CARD_FILE, CONFIG_FILE, WeightsInfo
 from unet.metrics import confusion_counts, dice_from_counts, iou_from_counts, score_cell, score_table, summary
 from unet.model import UNet
-from unet.predict import TTA_VIEWS, Predictor
+from unet.predict import TTA_VIEWS, Predictor, class_shares
 from unet.preprocessing import ImageError, MaskError, load_image, load_mask, mask_to_image, resize_for_model
 from unet.publish import recorded_tta
 from unet.settings import TTA_HELP
@@ -46,11 +46,25 @@ class InputError(ValueError):
 
 
 @dataclass(frozen=True)
+class Segmentation:
+    """What one forward pass gave for an upload, kept so that new drawing settings (opacity, threshold, least region
+    confidence) are applied without running the network again (`redraw`)."""
+
+    picture: Image.Image  # the upload as the model saw it (RGB, EXIF orientation applied), display size
+    size: tuple[int, int]  # the upload's full (width, height)
+    probabilities: np.ndarray  # (num_labels, h, w) float32 at the network's resolution (`Predictor.probabilities`)
+    truth: np.ndarray | None  # (H, W) uint8 ground truth at full size; None without one
+    stem: str  # the upload's file name without suffix, for the download's name
+    tta: str  # the test-time augmentation the probabilities were made with
+    seconds: float  # the time of the forward pass(es)
+
+
+@dataclass(frozen=True)
 class DemoResult:
     """Everything the page shows for one run: the mask at the upload's full size, pictures at display size (at most
-    `DISPLAY_MAX_SIDE`), and the scores."""
+    `DISPLAY_MAX_SIDE`), the scores, and the segmentation they were drawn from."""
 
-    image: Image.Image  # the upload as the model saw it (RGB, EXIF orientation applied), display size
+    segmentation: Segmentation
     mask: np.ndarray  # (H, W) uint8 class indices at the upload's full size
     overlay: Image.Image  # the prediction over the image, display size
     truth_overlay: Image.Image | None  # the ground truth over the image, display size; None without one
@@ -60,8 +74,8 @@ class DemoResult:
     mask_file: Path  # PNG of class indices, full size: `<upload's name>_mask.png` in a folder of this run
 
     def picture_files(self) -> dict[str, Path | None]:
-        """The display pictures as PNG files beside `mask_file`, the one place a run's pictures are written: image,
-        overlay (`<upload's name>_overlay.png`, also the page's download), truth_overlay, error_map.
+        """The display pictures as PNG files beside `mask_file`, the one place a run's pictures are written: overlay
+        (`<upload's name>_overlay.png`, which the page also offers for download), truth_overlay, error_map.
 
         A web page should be handed these files rather than the images: Gradio copies a file into its cache under a
         temporary name and renames it into place, while it writes an image over the cached copy of an identical
@@ -69,7 +83,7 @@ class DemoResult:
         """
         stem = self.mask_file.name.removesuffix("_mask.png")
         files: dict[str, Path | None] = {}
-        for name in ("image", "overlay", "truth_overlay", "error_map"):
+        for name in ("overlay", "truth_overlay", "error_map"):
             picture = getattr(self, name)
             file_name = f"{stem}_overlay.png" if name == "overlay" else f"{name}.png"
             files[name] = None if picture is None else self.mask_file.parent / file_name
@@ -186,9 +200,11 @@ def scores_markdown(scores: dict[str, Any]) -> str:
     else:  # no background class: say what the picture holds most
         top = list(scores["class_shares"].items())[:4]
         content = f"The {width}×{height} image: " + ", ".join(f"{name} **{share:.0%}**" for name, share in top)
-    parts.append(
-        f"{content} · model {scores['seconds'] * 1000:.0f} ms · in all {scores['total_seconds'] * 1000:.0f} ms"
-    )
+    if scores.get("reused"):
+        timing = f"the last prediction drawn again in {scores['total_seconds'] * 1000:.0f} ms"
+    else:
+        timing = f"model {scores['seconds'] * 1000:.0f} ms · in all {scores['total_seconds'] * 1000:.0f} ms"
+    parts.append(f"{content} · {timing}")
     return "\n\n".join(parts)
 
 
@@ -295,6 +311,12 @@ def _stem(source: ImageInput | None) -> str:
     return "image"
 
 
+def _check_settings(threshold: float, opacity: float, min_confidence: float) -> None:
+    for name, value in (("threshold", threshold), ("opacity", opacity), ("least region confidence", min_confidence)):
+        if not 0.0 <= value <= 1.0:  # also refuses nan
+            raise InputError(f"The {name} must lie between 0 and 1, got {value}.")
+
+
 def segment(
     predictor: Predictor,
     image: ImageInput | None,
@@ -325,28 +347,61 @@ def segment(
         InputError: The inputs cannot be used; the message says why and what to do.
     """
     started = time.perf_counter()
-    if not 0.0 <= threshold <= 1.0:
-        raise InputError(f"The threshold must lie between 0 and 1, got {threshold}.")
-    if not 0.0 <= opacity <= 1.0:
-        raise InputError(f"The opacity must lie between 0 and 1, got {opacity}.")
-    if not 0.0 <= min_confidence <= 1.0:
-        raise InputError(f"The least region confidence must lie between 0 and 1, got {min_confidence}.")
+    _check_settings(threshold, opacity, min_confidence)
     if tta not in TTA_VIEWS:
         raise InputError(f"Unknown test-time augmentation {tta!r}: choose one of {', '.join(TTA_VIEWS)}.")
     picture = read_image(image, max_pixels)
-    model = predictor.model
-    truth = read_ground_truth(ground_truth, picture.size, model.num_labels)
+    truth = read_ground_truth(ground_truth, picture.size, predictor.model.num_labels)
+    probabilities = predictor.probabilities(picture, tta).numpy()
+    segmentation = Segmentation(
+        picture=resize_for_model(picture, DISPLAY_MAX_SIDE),
+        size=picture.size,
+        probabilities=probabilities,
+        truth=truth,
+        stem=_stem(upload_path(image)),
+        tta=tta,
+        seconds=time.perf_counter() - started,
+    )
+    return redraw(predictor, segmentation, threshold, opacity, min_confidence, downloads=downloads, started=started)
 
-    prediction = predictor.predict(picture, threshold=threshold, tta=tta, min_confidence=min_confidence)
+
+def redraw(
+    predictor: Predictor,
+    segmentation: Segmentation,
+    threshold: float = 0.5,
+    opacity: float = 0.5,
+    min_confidence: float = 0.0,
+    *,
+    downloads: str | Path | None = None,
+    started: float | None = None,
+) -> DemoResult:
+    """The result of a segmentation at these drawing settings, without running the network again: the mask (the
+    threshold and the least region confidence applied to its probabilities), the pictures and the scores.
+
+    Args:
+        predictor: The predictor that made `segmentation`.
+        segmentation: What `segment` returned as `DemoResult.segmentation`.
+        threshold, opacity, min_confidence, downloads: As `segment` takes them.
+        started: When the request began (`time.perf_counter()`), if it also ran the network; the result then says
+            the model ran, else that the last prediction was drawn again.
+
+    Raises:
+        InputError: A setting is out of range.
+    """
+    reused = started is None
+    started = time.perf_counter() if started is None else started
+    _check_settings(threshold, opacity, min_confidence)
+    model = predictor.model
+    mask = predictor.mask(segmentation.probabilities, segmentation.size, threshold, min_confidence)
     # The pictures are drawn at display size; only the scores need the full-size masks.
     style = {"class_colors": model.class_colors, "background_class": model.background_class}
-    shown = resize_for_model(picture, DISPLAY_MAX_SIDE)
-    shown_mask = _mask_at(prediction.mask, shown.size)
+    shown = segmentation.picture
+    shown_mask = _mask_at(mask, shown.size)
     scores: dict[str, Any] = {}
     truth_overlay = errors = None
-    if truth is not None:
-        scores = score(prediction.mask, truth, model.class_names)
-        shown_truth = _mask_at(truth, shown.size)
+    if segmentation.truth is not None:
+        scores = score(mask, segmentation.truth, model.class_names)
+        shown_truth = _mask_at(segmentation.truth, shown.size)
         truth_overlay = overlay(shown, shown_truth, opacity, **style)
         errors = error_map(shown_mask, shown_truth, shown, background_class=model.background_class)
 
@@ -354,23 +409,24 @@ def segment(
     prune_downloads(folder)
     folder.mkdir(parents=True, exist_ok=True)
     run = Path(tempfile.mkdtemp(prefix="run-", dir=folder))
-    mask_file = run / f"{_stem(upload_path(image))}_mask.png"
-    mask_to_image(prediction.mask).save(mask_file, format="PNG")
+    mask_file = run / f"{segmentation.stem}_mask.png"
+    mask_to_image(mask).save(mask_file, format="PNG")
 
     background = model.background_class
     scores.update(
-        foreground_share=None if background is None else prediction.foreground_share(background),
-        class_shares=prediction.class_shares(model.class_names),
-        image_size=[picture.width, picture.height],
+        foreground_share=None if background is None else float((mask != background).mean()),
+        class_shares=class_shares(mask, model.class_names),
+        image_size=list(segmentation.size),
         threshold=threshold if model.is_binary else None,
-        tta=tta,
+        tta=segmentation.tta,
         min_confidence=min_confidence,
-        seconds=prediction.seconds,
+        seconds=segmentation.seconds,
+        reused=reused,
         total_seconds=time.perf_counter() - started,
     )
     return DemoResult(
-        image=shown,
-        mask=prediction.mask,
+        segmentation=segmentation,
+        mask=mask,
         overlay=overlay(shown, shown_mask, opacity, **style),
         truth_overlay=truth_overlay,
         error_map=errors,

@@ -6,7 +6,8 @@ The graph holds the network alone: input `image`, a float32 batch (B, 3, H, W) a
 it). Turn logits into a mask as `unet.preprocessing.logits_to_probabilities` and `probabilities_to_mask` do: a sigmoid
 for one channel, a softmax otherwise.
 
-The export needs the `onnx` package, and the check against PyTorch `onnxruntime` (both in requirements-dev.txt).
+The export needs the `onnx` package, and the check against PyTorch `onnxruntime` (both in requirements.txt: the
+demo serves through onnxruntime where it is faster, `unet.backends`).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import logging
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,9 +64,14 @@ class Prediction:
 
     def class_shares(self, class_names: Sequence[str]) -> dict[str, float]:
         """Share of the pixels given each class, largest first; classes given no pixel are left out."""
-        counts = np.bincount(self.mask.ravel(), minlength=len(class_names))[: len(class_names)]
-        shares = {name: float(count / self.mask.size) for name, count in zip(class_names, counts, strict=True)}
-        return dict(sorted(((name, share) for name, share in shares.items() if share > 0), key=lambda kv: -kv[1]))
+        return class_shares(self.mask, class_names)
+
+
+def class_shares(mask: np.ndarray, class_names: Sequence[str]) -> dict[str, float]:
+    """Share of the pixels of `mask` given each class, largest first; classes given no pixel are left out."""
+    counts = np.bincount(mask.ravel(), minlength=len(class_names))[: len(class_names)]
+    shares = {name: float(count / mask.size) for name, count in zip(class_names, counts, strict=True)}
+    return dict(sorted(((name, share) for name, share in shares.items() if share > 0), key=lambda kv: -kv[1]))
 
 
 class Predictor:
@@ -77,11 +82,15 @@ class Predictor:
         max_side: Images whose longer side exceeds it are shrunk to it for the forward pass (the mask is scaled back
             to the input's size). It bounds the time and memory of huge uploads; None runs at full size.
         device: Where to run; by default the model's device.
+
+    `forward` runs the network on a batch: the model itself (eager fp32) unless a server gives it a faster way
+    whose masks agree (`unet.backends.choose_forward`).
     """
 
     def __init__(self, model: UNet, max_side: int | None = DEFAULT_MAX_SIDE, device: torch.device | None = None):
         self.device = device or next(model.parameters()).device
         self.model = model.eval().to(self.device, memory_format=torch.channels_last)
+        self.forward: Callable[[torch.Tensor], torch.Tensor] = self.model
         self.max_side = max_side
 
     @torch.inference_mode()
@@ -103,7 +112,7 @@ class Predictor:
                 continue
             base = image_tensor.transpose(-2, -1) if transposed else image_tensor
             batch = torch.cat([base.flip(dims) for dims in mirrors]).contiguous(memory_format=torch.channels_last)
-            for view_logits, dims in zip(self.model(batch), mirrors, strict=True):
+            for view_logits, dims in zip(self.forward(batch), mirrors, strict=True):
                 view_logits = view_logits.flip(dims)
                 logits.append(view_logits.transpose(-2, -1) if transposed else view_logits)
         return logits_to_probabilities(torch.stack(logits).mean(0), (seen.height, seen.width))
@@ -119,14 +128,21 @@ class Predictor:
         """
         started = time.perf_counter()
         image = image if isinstance(image, Image.Image) and image.mode == "RGB" else load_image(image)
-        probabilities = self.probabilities(image, tta)
-        mask = probabilities_to_mask(probabilities, threshold)
-        probabilities = probabilities.numpy()
-        mask = drop_unsure_regions(mask, probabilities, min_confidence, self.model.background_class)
-        # All the work above ran at the network's resolution; only the finished mask is scaled to the image, once.
-        if mask.shape != (image.height, image.width):
-            mask = np.asarray(Image.fromarray(mask).resize(image.size, Image.Resampling.NEAREST))
+        probabilities = self.probabilities(image, tta).numpy()
+        mask = self.mask(probabilities, image.size, threshold, min_confidence)
         return Prediction(mask, probabilities, time.perf_counter() - started)
+
+    def mask(
+        self, probabilities: np.ndarray, size: tuple[int, int], threshold: float = 0.5, min_confidence: float = 0.0
+    ) -> np.ndarray:
+        """The class mask at `size` (width, height) from the probabilities at the network's resolution
+        (`probabilities`): thresholded or arg-maxed, unsure regions dropped (`predict` says how), and then, only
+        the finished mask, scaled to `size` once."""
+        mask = probabilities_to_mask(torch.from_numpy(probabilities), threshold)
+        mask = drop_unsure_regions(mask, probabilities, min_confidence, self.model.background_class)
+        if mask.shape != (size[1], size[0]):
+            mask = np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST))
+        return mask
 
 
 def predict_files(

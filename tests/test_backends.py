@@ -1,0 +1,80 @@
+"""The ways to run a forward pass, and the choice of the fastest one whose masks agree with eager fp32's."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from app_helpers import EXAMPLE_IMAGE, EXAMPLE_MASK
+
+from unet.backends import EAGER, MIN_AGREEMENT, OnnxForward, Stopped, candidates, choose_forward
+from unet.catalog import ServedModel, choose_backends
+from unet.hub import load_model
+from unet.model import UNet
+from unet.predict import Predictor
+
+
+@pytest.fixture(scope="module")
+def model() -> UNet:
+    torch.manual_seed(0)
+    return UNet(num_classes=3, base_width=4, depth=2, class_names=["a", "b", "c"], background_class=None).eval()
+
+
+def images(count: int = 3) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    return [torch.randn(3, 40, 56, generator=generator) for _ in range(count)]
+
+
+def test_the_fastest_way_whose_masks_agree_is_chosen_and_a_faster_wrong_one_never(model: UNet) -> None:
+    def slow_but_right(batch: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.02)
+        return model(batch)
+
+    ways = {
+        EAGER: slow_but_right,
+        "wrong": lambda batch: -model(batch),  # other classes win: fast, and never to be served
+        "fast": lambda batch: model(batch) + 0.0,
+    }
+    choice = choose_forward(model, images(), ways, runs=3)
+
+    assert choice.name == "fast" and choice.forward is ways["fast"]
+    assert choice.agreement["fast"] == choice.agreement[EAGER] == 1.0
+    assert choice.agreement["wrong"] < MIN_AGREEMENT
+    assert choice.milliseconds[EAGER] >= 20
+    assert choice.describe().startswith("fast, ") and "wrong" in choice.describe()
+    # Nothing faster that agrees: the reference stays.
+    assert choose_forward(model, images(), {EAGER: model, "wrong": ways["wrong"]}, runs=2).name == EAGER
+
+
+def test_onnxruntime_computes_what_the_model_does(model: UNet) -> None:
+    forward = OnnxForward(model)
+    for image in images():
+        with torch.inference_mode():
+            expected = model(image[None])
+        torch.testing.assert_close(forward(image[None]), expected, atol=1e-4, rtol=1e-4)
+    assert "onnxruntime fp32" in candidates(model, bf16=False)
+    assert list(candidates(model, bf16=True))[:2] == [EAGER, "bf16 autocast"]
+
+
+def test_a_stop_gives_the_choice_up(model: UNet) -> None:
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Stopped):
+        choose_forward(model, images(), {EAGER: model}, stop=stop)
+
+
+def test_each_served_model_with_examples_gets_its_choice_and_the_same_masks(model: UNet, tmp_path: Path) -> None:
+    binary, info = load_model(Path(__file__).resolve().parent.parent / "checkpoints" / "composites")
+    with_examples = ServedModel("composites", Predictor(binary), info, [(EXAMPLE_IMAGE, EXAMPLE_MASK)])
+    without = ServedModel("plain", Predictor(model), info, [])
+    before = with_examples.predictor.predict(EXAMPLE_IMAGE).mask
+
+    choose_backends([with_examples, without])
+
+    assert without.predictor.forward is model  # nothing to check another way on: eager
+    after = with_examples.predictor.predict(EXAMPLE_IMAGE).mask
+    assert np.mean(after == before) > 0.99
