@@ -56,9 +56,10 @@ EXAMPLES = Path(__file__).resolve().parent / "examples"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 DEFAULT_OPACITY = 0.5
-# The threshold, the test-time augmentation and the least region confidence are each model's own, chosen on its
-# validation set (`inference.json` beside its weights, `unet.settings`). The checkbox turns on the model's test-time
-# augmentation, or, for a model that serves one view by default, the image and its left-right mirror image.
+# The threshold and the least region confidence are each model's own, chosen on its validation set (`inference.json`
+# beside its weights, `unet.settings`). The page and the API run one view by default, whatever the model's own
+# test-time augmentation: its checkbox turns that on (or, for a model of one view, the image and its mirror image),
+# at the cost its label says.
 MAX_FILE_SIZE = "20mb"
 STRICT_ENV = "UNET_STRICT_WEIGHTS"  # set to 1: weights that do not load stop the app instead of being left out
 # One run at a time: a forward pass already uses every core, so a second one would only slow both down.
@@ -78,7 +79,7 @@ Outputs = tuple[
     str,  # scores as Markdown
 ]
 NO_OUTPUTS: Outputs = (None, None, None, None, None, NO_RESULT)
-LAST_RUN_TTL_S = 1800  # a visitor's last segmentation is dropped after this long
+LAST_RUN_TTL_S = 600  # a visitor's last segmentation (about 12 MB at 512x512) is dropped after this long
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ def handlers(
         ground_truth: ImageInput | None = None,
         threshold: float = settings.threshold,
         opacity: float = DEFAULT_OPACITY,
-        augment: bool = settings.tta != "none",
+        augment: bool = False,
         min_confidence: float = settings.min_confidence,
         model: str = models[0].name,
         last: LastRun | None = None,
@@ -188,7 +189,7 @@ def handlers(
         ground_truth: ImageInput | None = None,
         threshold: float = settings.threshold,
         opacity: float = DEFAULT_OPACITY,
-        augment: bool = settings.tta != "none",
+        augment: bool = False,
         min_confidence: float = settings.min_confidence,
         model: str = models[0].name,
     ) -> tuple[Any, ...]:
@@ -223,7 +224,7 @@ def model_view(served: ServedModel) -> dict[str, dict[str, Any]]:
         "error_legend": {"value": error_legend_html(model.background_class)},
         "threshold": {"value": settings.threshold, "visible": model.is_binary},
         "augment": {
-            "value": settings.tta != "none",
+            "value": False,
             "label": f"Test-time augmentation: {TTA_HELP[augmentation_views(settings)]}",
         },
         "min_confidence": {"value": settings.min_confidence},
@@ -381,7 +382,7 @@ def build_demo(models: Sequence[ServedModel], warning: str | None = None, downlo
                             str(mask),
                             settings.threshold,
                             DEFAULT_OPACITY,
-                            settings.tta != "none",
+                            False,
                             settings.min_confidence,
                         ]
                         for picture, mask in served.examples

@@ -1,9 +1,9 @@
 """The demo under load: python -m benchmarks.app_load [--clients 8] [--requests 10] [--size 512]
 
-Starts `python app.py` (the street-scene model by default) and sends `/segment` calls with a SIZExSIZE image through
-gradio_client: first one client alone, then `--clients` clients at once, each `--requests` calls one after another.
-Prints the errors, the median, 90th percentile and longest call, the throughput against one client alone, and the
-server's peak resident memory (sampled every 0.1 s from /proc).
+Starts `python app.py` (the street-scene model by default) and sends `/segment` calls with a SIZExSIZE JPEG of a
+CamVid example through gradio_client: first one client alone, then `--clients` clients at once, each `--requests`
+calls one after another. Prints the errors, the median, 90th percentile and longest call, the throughput against one
+client alone, and the server's peak resident memory (sampled every 0.1 s from /proc).
 """
 
 from __future__ import annotations
@@ -14,24 +14,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 from gradio_client import Client, handle_file
-from PIL import Image
 
-from benchmarks.app_latency import ROOT, free_port, wait_until_up
-
-
-def resident_mb(pid: int) -> float:
-    """The process's resident memory now, in MB (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+from benchmarks.app_latency import CHOSEN, ROOT, PeakMemory, example_photo, free_port, wait_for_log, wait_until_up
 
 
 def calls(url: str, image: Path, count: int) -> tuple[list[float], int]:
@@ -56,24 +45,17 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     with tempfile.TemporaryDirectory(prefix="unet-app-load-") as folder:
-        image = Path(folder) / "random.png"
-        pixels = np.random.default_rng(0).integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(image)
+        image = example_photo(Path(folder) / "street.jpg", (args.size, args.size))
         log = Path(folder) / "app.log"
         env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
         with log.open("w") as output:
             server = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
                                       stdout=output, stderr=subprocess.STDOUT)  # fmt: skip
-        peak, sampling = [0.0], True
-
-        def sample() -> None:
-            while sampling:
-                peak[0] = max(peak[0], resident_mb(server.pid))
-                time.sleep(0.1)
-
+        memory = PeakMemory(server.pid)
         try:
             wait_until_up(url, server, log, 120.0)
-            threading.Thread(target=sample, daemon=True).start()
+            runs = wait_for_log(log, CHOSEN, 120.0)  # how each model runs is chosen before the calls begin
+            memory.start()
             calls(url, image, 1)  # warm-up
             started = time.perf_counter()
             alone, alone_errors = calls(url, image, args.requests)
@@ -83,19 +65,22 @@ def main() -> None:
                 results = list(pool.map(lambda _: calls(url, image, args.requests), range(args.clients)))
             loaded_rate = args.clients * args.requests / (time.perf_counter() - started)
         finally:
-            sampling = False
+            memory.stop()
             server.terminate()
             server.wait(timeout=30)
     seconds = sorted(value for result, _ in results for value in result)
     errors = sum(count for _, count in results)
-    print(f"date {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, {args.size}x{args.size} image, default model")
+    print(f"date {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, {args.size}x{args.size} street photo, "
+          "default model")  # fmt: skip
+    for line in runs:
+        print(f"  {line}")
     print(f"one client, {args.requests} calls: median {statistics.median(alone) * 1000:.0f} ms, "
           f"{alone_rate:.2f} calls/s, {alone_errors} errors")  # fmt: skip
     print(f"{args.clients} clients x {args.requests} calls: {errors} errors, median "
           f"{statistics.median(seconds) * 1000:.0f} ms, p90 {seconds[int(0.9 * (len(seconds) - 1))] * 1000:.0f} ms, "
           f"max {seconds[-1] * 1000:.0f} ms, {loaded_rate:.2f} calls/s = {loaded_rate / alone_rate:.0%} of one "
           "client's")  # fmt: skip
-    print(f"server's peak resident memory: {peak[0]:.0f} MB")
+    print(f"server's peak resident memory: {memory.peak_mb:.0f} MB")
 
 
 if __name__ == "__main__":

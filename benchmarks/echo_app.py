@@ -2,8 +2,9 @@
 
     python -m benchmarks.echo_app --port P
 
-Its `/segment` takes what the demo's takes and returns files of the sizes a 512x512 upload gives the demo (a mask,
-four pictures, the before/after pair) plus a small JSON and Markdown answer, made once at start-up: what remains is
+Its `/segment` takes what the demo's takes and returns what the demo returns for a 512x512 upload without a ground
+truth: files of those sizes and kinds (the benchmark's CamVid example as the prediction's picture and its true mask
+as the mask; no ground-truth pictures) plus a small JSON and Markdown answer, made once at start-up: what remains is
 Gradio's own work (upload, queue, copying files into its cache) and the client's downloads.
 """
 
@@ -14,8 +15,9 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
+
+from benchmarks.app_latency import EXAMPLE
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr
@@ -27,19 +29,16 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="side of the pictures returned")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="unet-echo-"))
-    rng = np.random.default_rng(0)
-    mask = folder / "mask.png"
-    Image.fromarray(rng.integers(0, 11, (args.size, args.size), dtype=np.uint8)).save(mask)
-    pictures = []
-    for name in ("overlay", "truth", "errors", "image"):
-        pictures.append(folder / f"{name}.png")
-        pixels = rng.integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(pictures[-1], compress_level=1)
-    overlay, truth, errors, image = (str(path) for path in pictures)
+    size = (args.size, args.size)
+    mask, overlay = folder / "mask.png", folder / "overlay.png"
+    with Image.open(EXAMPLE.parent.parent / "masks" / f"{EXAMPLE.stem}.png") as truth:
+        truth.resize(size, Image.Resampling.NEAREST).save(mask, compress_level=1)
+    with Image.open(EXAMPLE) as picture:
+        picture.convert("RGB").resize(size, Image.Resampling.BICUBIC).save(overlay, compress_level=1)
 
     def segment(image_in, truth_in, threshold, opacity, augment, min_confidence, model):
         scores = {"image_size": [args.size, args.size], "class_shares": {"road": 0.5}}
-        return str(mask), overlay, truth, errors, scores, "echo", overlay, (image, overlay)
+        return str(mask), str(overlay), None, None, scores, "echo"
 
     with gr.Blocks() as demo:
         inputs = [
@@ -58,8 +57,6 @@ def main() -> None:
             gr.Image(format="png"),
             gr.JSON(),
             gr.Markdown(),
-            gr.File(),
-            gr.ImageSlider(format="png", type="pil"),
         ]
         gr.Button().click(segment, inputs, outputs, api_name="segment", preprocess=False)
     demo.queue(default_concurrency_limit=1).launch(server_name="127.0.0.1", server_port=args.port)

@@ -148,11 +148,10 @@ def test_segment_without_ground_truth_passes_the_other_inputs(client: Client, sm
 
 def test_the_api_segments_like_unet_demo(client: Client, predictor: Predictor, weights: Path, tmp_path: Path) -> None:
     result = client.predict(handle_file(EXAMPLE_IMAGE), None, api_name="/segment")
-    settings = load_model(weights)[1].settings  # the checkpoint's inference.json: the page's defaults
-    direct = segment(
-        predictor, EXAMPLE_IMAGE, tta=settings.tta, min_confidence=settings.min_confidence, downloads=tmp_path
-    )
-    assert result[JSON]["min_confidence"] == settings.min_confidence and result[JSON]["tta"] == settings.tta
+    settings = load_model(weights)[1].settings  # the checkpoint's inference.json: the page's defaults, but one view
+    assert settings.tta == "dihedral"
+    direct = segment(predictor, EXAMPLE_IMAGE, min_confidence=settings.min_confidence, downloads=tmp_path)
+    assert result[JSON]["min_confidence"] == settings.min_confidence and result[JSON]["tta"] == "none"
     with Image.open(result[MASK]) as mask_file:
         np.testing.assert_array_equal(np.asarray(mask_file), direct.mask)
 
@@ -276,7 +275,7 @@ def test_new_settings_for_the_same_inputs_draw_the_last_segmentation_again(
     models: list[ServedModel], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run, _, restyle = app.handlers(models)
-    *first, last = run(str(EXAMPLE_IMAGE), str(EXAMPLE_MASK), 0.5, 0.5, False, 0.0)
+    last = run(str(EXAMPLE_IMAGE), str(EXAMPLE_MASK), 0.5, 0.5, False, 0.0)[-1]
     fresh = run(str(EXAMPLE_IMAGE), str(EXAMPLE_MASK), 0.3, 0.8, False, 0.6)
     forward_passes = []
     predictor = models[0].predictor
@@ -292,7 +291,10 @@ def test_new_settings_for_the_same_inputs_draw_the_last_segmentation_again(
             np.testing.assert_array_equal(np.asarray(reused), np.asarray(ran))
     assert again[JSON]["iou"] == fresh[JSON]["iou"]
     # Other inputs (here no ground truth) or another test-time augmentation: the network runs.
-    for changed in ((str(EXAMPLE_IMAGE), None, 0.3, 0.8, False), (str(EXAMPLE_IMAGE), str(EXAMPLE_MASK), 0.3, 0.8, True)):
+    for changed in (
+        (str(EXAMPLE_IMAGE), None, 0.3, 0.8, False),
+        (str(EXAMPLE_IMAGE), str(EXAMPLE_MASK), 0.3, 0.8, True),
+    ):
         before = len(forward_passes)
         restyle(*changed, 0.6, "tiny", last)
         assert len(forward_passes) > before
@@ -328,8 +330,11 @@ def test_segment_runs_the_model_it_names_and_the_first_one_by_default(
         with Image.open(result[MASK]) as mask_file:
             np.testing.assert_array_equal(np.asarray(mask_file), direct.mask)
     three = client.predict(handle_file(EXAMPLE_IMAGE), None, model="three-classes", api_name="/segment")
-    # The first model's checkbox value turns on the named model's own test-time augmentation.
-    assert three[JSON]["tta"] == app.augmentation_views(models[1].settings) == "hflip"
+    assert three[JSON]["tta"] == "none"  # one view unless asked for more
+    augmented = client.predict(
+        handle_file(EXAMPLE_IMAGE), None, augment=True, model="three-classes", api_name="/segment"
+    )
+    assert augmented[JSON]["tta"] == app.augmentation_views(models[1].settings) == "hflip"  # the named model's own
     assert three[JSON]["min_confidence"] == settings.min_confidence
     assert three[JSON]["foreground_share"] is None and set(three[JSON]["class_shares"]) <= set(CLASSES)
 

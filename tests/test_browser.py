@@ -108,21 +108,17 @@ def open_settings(page: Page) -> None:
 def wait_for_results(page: Page) -> None:
     """Wait until every run has ended and the result pictures are on the page."""
     page.wait_for_function(IDLE)
-    for output in ("prediction", "truth-overlay", "error-map", "before-after"):
+    for output in ("prediction", "truth-overlay", "error-map"):
         page.wait_for_function(IMAGE_LOADED, arg=output)
 
 
 def assert_shows_the_example_scores(
     page: Page, predictor: Predictor, settings: InferenceSettings, tmp_path: Path
 ) -> None:
-    """The page's foreground IoU and Dice are those of the composites example, segmented at the model's settings."""
+    """The page's foreground IoU and Dice are those of the composites example, segmented at the page's defaults: the
+    model's settings, one view."""
     expected = segment(
-        predictor,
-        EXAMPLE_IMAGE,
-        EXAMPLE_MASK,
-        tta=settings.tta,
-        min_confidence=settings.min_confidence,
-        downloads=tmp_path,
+        predictor, EXAMPLE_IMAGE, EXAMPLE_MASK, min_confidence=settings.min_confidence, downloads=tmp_path
     ).scores
     assert 0 < expected["iou"]["per_class"]["foreground"] < 1  # neither all nor nothing: a mix-up would show
     shown = shown_scores(page.locator("#scores").inner_text())
@@ -157,6 +153,15 @@ def test_page_shows_the_scores_of_the_mask_it_offers(url: str, page: Page, tmp_p
         assert shown[name] == pytest.approx(values, abs=5e-5), name  # the page rounds to 4 decimals
     assert "Foreground:" in page.locator("#scores").inner_text()
     assert "true positive" in page.locator("#error-legend").inner_text()
+
+    # A new opacity draws the same prediction again, without the network, and the scores stay.
+    before = page.locator("#prediction img").get_attribute("src")
+    open_settings(page)
+    page.locator("#opacity input[type=range]").fill("0.9")
+    page.wait_for_function("() => document.querySelector('#scores').innerText.includes('drawn again')")
+    page.wait_for_function(IDLE)
+    assert page.locator("#prediction img").get_attribute("src") != before
+    assert shown_scores(page.locator("#scores").inner_text()) == shown
 
 
 def test_an_example_loads_its_photo_and_mask_with_their_scores(

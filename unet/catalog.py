@@ -161,3 +161,4 @@ def choose_backends(models: Sequence[ServedModel], stop: threading.Event | None 
             return
         served.predictor.forward = choice.forward
         log.info("%s runs in %s", served.name, choice.describe())
+    log.info("every model's way to run is chosen")

@@ -410,7 +410,7 @@ def redraw(
     folder.mkdir(parents=True, exist_ok=True)
     run = Path(tempfile.mkdtemp(prefix="run-", dir=folder))
     mask_file = run / f"{segmentation.stem}_mask.png"
-    mask_to_image(mask).save(mask_file, format="PNG")
+    mask_to_image(mask).save(mask_file, format="PNG", compress_level=1)  # fast; masks stay small anyway
 
     background = model.background_class
     scores.update(

@@ -111,11 +111,13 @@ class Predictor:
             if not mirrors:
                 continue
             base = image_tensor.transpose(-2, -1) if transposed else image_tensor
-            batch = torch.cat([base.flip(dims) for dims in mirrors]).contiguous(memory_format=torch.channels_last)
+            views = [base.flip(dims) if dims else base for dims in mirrors]  # flip(()) would copy the image
+            batch = (torch.cat(views) if len(views) > 1 else views[0]).contiguous(memory_format=torch.channels_last)
             for view_logits, dims in zip(self.forward(batch), mirrors, strict=True):
-                view_logits = view_logits.flip(dims)
+                view_logits = view_logits.flip(dims) if dims else view_logits
                 logits.append(view_logits.transpose(-2, -1) if transposed else view_logits)
-        return logits_to_probabilities(torch.stack(logits).mean(0), (seen.height, seen.width))
+        mean = torch.stack(logits).mean(0) if len(logits) > 1 else logits[0]
+        return logits_to_probabilities(mean, (seen.height, seen.width))
 
     def predict(
         self, image: Image.Image | str | Path, threshold: float = 0.5, tta: str = "none", min_confidence: float = 0.0
