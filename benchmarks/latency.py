@@ -61,53 +61,25 @@ def forward_seconds(model: torch.nn.Module, size: int, repeats: int) -> float:
 
 
 def backends(model: torch.nn.Module, peak: float, repeats: int, size: int = 512) -> None:
-    """Time the forward pass at `size` in each way, and compare each one's masks of the examples with eager fp32's."""
-    import tempfile
-
-    import onnxruntime
-
-    from unet.export import export_onnx
-    from unet.metrics import iou
+    """Time the forward pass in each way (`unet.backends`, with bf16 autocast and the channels-last layout even where
+    they would not be served) on the bundled examples at serving size, and compare each way's masks with eager
+    fp32's: what the demo's choice at start-up weighs, printed."""
+    from unet.backends import candidates, choose_forward
     from unet.preprocessing import image_to_tensor, load_image, resize_for_model
 
     model = model.eval()
     examples = sorted(Path(__file__).resolve().parent.parent.glob("examples/*/images/*"))
-    inputs = [image_to_tensor(resize_for_model(load_image(path), size))[None] for path in examples]
-    with tempfile.TemporaryDirectory() as folder:
-        onnx_file = export_onnx(model, Path(folder) / "model.onnx")
-        session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
-
-    def eager(x: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return model(x.contiguous())
-
-    def channels_last(x: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
-
-    def bf16(x: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-            return model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last)).float()
-
-    def ort(x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(session.run(None, {"image": x.numpy()})[0])
-
-    def mask(logits: torch.Tensor) -> np.ndarray:
-        return (logits[0, 0] > 0).numpy() if logits.shape[1] == 1 else logits[0].argmax(0).numpy()
-
-    gflop = forward_gflops(model, size, size)
-    x = torch.randn(1, 3, size, size)
-    reference = [mask(eager(example)) for example in inputs]
-    classes = max(2, model.num_labels)
-    print(f"\nforward pass at 1x3x{size}x{size} ({gflop:.1f} GFLOP); masks vs eager fp32, {len(inputs)} examples")
+    inputs = [image_to_tensor(resize_for_model(load_image(path), size)) for path in examples]
+    ways = candidates(model, bf16=True)
+    ways["channels-last fp32"] = lambda x: model.to(memory_format=torch.channels_last)(x)
+    choice = choose_forward(model, inputs, ways, runs=repeats)
+    height, width = inputs[0].shape[-2:]
+    gflop = forward_gflops(model, height, width)
+    print(f"\nforward pass at 1x3x{height}x{width} ({gflop:.1f} GFLOP); masks vs eager fp32, {len(inputs)} examples")
     print(f"{'way':>22} {'median ms':>10} {'of peak':>8} {'mask mIoU':>10}")
-    for name, run in (("eager fp32", eager), ("channels-last fp32", channels_last), ("bf16 autocast", bf16),
-                      ("onnxruntime fp32", ort)):  # fmt: skip
-        seconds = median_seconds(lambda run=run: run(x), repeats)
-        agreement = np.mean(
-            [np.nanmean(iou(mask(run(example)), ref, classes)) for example, ref in zip(inputs, reference, strict=True)]
-        )
-        print(f"{name:>22} {seconds * 1000:10.1f} {gflop / seconds / peak:8.0%} {agreement:10.4f}")
+    for name, ms in choice.milliseconds.items():
+        print(f"{name:>22} {ms:10.1f} {gflop / (ms / 1000) / peak:8.0%} {choice.agreement[name]:10.4f}")
+    print(f"fastest whose masks agree: {choice.name} (the demo weighs eager, bf16 where native, onnxruntime)")
 
 
 def main() -> None:
