@@ -7,7 +7,9 @@
 - `unet.png`: the U-Net's levels, their channels and resolutions traced from a real `UNet(base_width=16, depth=4)`;
 - `composites.png`, with `--data DIR` (a set built by `python -m unet.composites`): training composites drawn from
   its train cut-outs, on its photographs, on them turned and recoloured, and on generated backgrounds, each with its
-  mask outlined.
+  mask outlined;
+- `camvid-unet-curves.png`: the from-scratch U-Net's training curves (`unet.visualize.plot_curves`, as training
+  draws every run's `curves.png`) from its recorded `docs/camvid-unet-history.json`.
 
 Every random draw is seeded, so the pictures come out the same on every run.
 """
@@ -17,6 +19,7 @@ Every random draw is seeded, so the pictures come out the same on every run.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 from itertools import pairwise
@@ -38,7 +41,7 @@ from unet.instances import describe_instances, instances_from_semantic, panoptic
 from unet.model import UNet, default_class_names
 from unet.predict import Predictor
 from unet.preprocessing import IGNORE_INDEX, load_image, load_mask, tensor_to_image
-from unet.visualize import PALETTE, colorize, legend_image, overlay, side_by_side
+from unet.visualize import PALETTE, colorize, legend_image, overlay, plot_curves, side_by_side
 
 EXAMPLES = ROOT / "examples" / "composites"
 TASKS_EXAMPLE = "test_0006"  # a notebook and a floppy disk: one class, two objects
@@ -54,6 +57,8 @@ COMPOSITES_PER_ROW = 4
 LABEL_DIVISOR = 1000
 MAX_BOXES = 20  # instance boxes drawn on tasks.png when there are no more instances than this
 LEGEND_ENTRIES = 5  # at most this many panoptic segments named under tasks.png
+# The from-scratch U-Net's run is not shipped: its recorded history is kept in docs/ to draw its curves from.
+UNET_HISTORY = ROOT / "docs" / "camvid-unet-history.json"
 
 WHITE, INK, MUTED = (255, 255, 255), (30, 30, 30), (110, 110, 110)
 # Okabe-Ito colours for the diagram's arrows and boxes.
@@ -410,8 +415,8 @@ def tasks_mask(image: Image.Image, weights: str | None) -> tuple[np.ndarray, lis
 
 
 def make_figures(out: Path, weights: str | None = None, data: Path | None = None) -> list[Path]:
-    """Write tasks.png, augmentation.png and unet.png into `out`; `weights` makes tasks.png show a prediction,
-    `data` (a built composite set) adds composites.png."""
+    """Write tasks.png, augmentation.png, unet.png and camvid-unet-curves.png into `out`; `weights` makes tasks.png
+    show a prediction, `data` (a built composite set) adds composites.png."""
     out.mkdir(parents=True, exist_ok=True)
     image = load_image(EXAMPLES / "images" / f"{TASKS_EXAMPLE}.jpg")
     written = [_save(tasks_figure(image, *tasks_mask(image, weights)), out / "tasks.png", photo=True)]
@@ -421,6 +426,8 @@ def make_figures(out: Path, weights: str | None = None, data: Path | None = None
     written.append(_save(augmentation_figure(image, mask), out / "augmentation.png", photo=True))
 
     written.append(_save(unet_figure(UNet(base_width=16, depth=4, upsampling="transpose")), out / "unet.png"))
+    plot_curves(json.loads(UNET_HISTORY.read_text()), out / "camvid-unet-curves.png")
+    written.append(out / "camvid-unet-curves.png")
     if data is not None:
         backgrounds, cutouts = load_sources(data, "train")
         written.append(_save(composites_figure(backgrounds, cutouts), out / "composites.png", photo=True))

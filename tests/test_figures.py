@@ -29,10 +29,15 @@ from unet.preprocessing import load_image, load_mask
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 # name: (least width, most width, least height)
-FIGURES = {"tasks.png": (800, 1200, 300), "augmentation.png": (700, 1200, 500), "unet.png": (900, 1200, 500)}
+FIGURES = {
+    "tasks.png": (800, 1200, 300),
+    "augmentation.png": (700, 1200, 500),
+    "unet.png": (900, 1200, 500),
+    "camvid-unet-curves.png": (900, 900, 360),
+}
 
 
-def test_main_writes_three_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_main_writes_its_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     main(["--out", str(tmp_path)])  # no --weights: every picture comes from the examples and a fresh UNet
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(FIGURES)
     for name, (min_width, max_width, min_height) in FIGURES.items():

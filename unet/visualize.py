@@ -1,4 +1,5 @@
-"""Pictures of masks and results, drawn with Pillow and NumPy only, for the app, evaluation, training and the README.
+"""Pictures of masks and results, drawn with Pillow and NumPy (the training curves with matplotlib), for the app,
+evaluation, training and the README.
 
 Masks are `(H, W)` arrays of class indices and `IGNORE_INDEX` (255) marks pixels without a label. Which class, if
 any, is background (left undrawn) and which colour each class gets are the model's (`background_class`,
@@ -319,131 +320,62 @@ _SERIES_COLORS: dict[str, Color] = {
 _SERIES_LABELS = {"train_loss": "train loss", "val_loss": "val loss", "val_iou": "val IoU", "val_dice": "val Dice"}
 
 
-def _nice_step(span: float, count: int) -> float:
-    """The step of 1, 2 or 5 times a power of ten that cuts `span` into the number of intervals closest to `count`."""
-    raw = span / max(1, count)
-    power = 10 ** math.floor(math.log10(raw))
-    return min((m * power for m in (1, 2, 5, 10)), key=lambda step: abs(math.log(step / raw)))
-
-
-def _ticks(low: float, high: float, step: float) -> list[float]:
-    first = math.ceil(low / step - 1e-9)
-    return [k * step for k in range(first, math.floor(high / step + 1e-9) + 1)]
-
-
-def _format_tick(value: float, step: float) -> str:
-    decimals = max(0, -math.floor(math.log10(step))) if step < 1 else 0
-    return f"{value:.{decimals}f}"
-
-
-def _series(history: list[dict], key: str) -> list[tuple[float, float]]:
-    """(epoch, value) points for `key`, skipping epochs where it is missing or not a finite number."""
-    points = []
+def _series(history: list[dict], key: str) -> tuple[list[float], list[float]]:
+    """The epochs and values of `key`, skipping epochs where it is missing or not a finite number."""
+    epochs, values = [], []
     for index, row in enumerate(history):
         value = row.get(key)
         if isinstance(value, int | float) and math.isfinite(value):
-            points.append((float(row.get("epoch", index + 1)), float(value)))
-    return points
-
-
-def _draw_panel(
-    draw: ImageDraw.ImageDraw,
-    box: tuple[int, int, int, int],
-    title: str,
-    series: dict[str, list[tuple[float, float]]],
-    y_range: tuple[float, float] | None,
-    legend_at_top: bool,
-    scale: int,
-) -> None:
-    """Draw one chart with axes, ticks, lines and a legend in a right corner inside `box` (left, top, right, bottom)."""
-    left, top, right, bottom = box
-    small, large = _font(11 * scale), _font(14 * scale)
-    draw.text(((left + right) / 2, top), title, fill=_INK, font=large, anchor="mt")
-    # Plot area: room for the title above, tick labels to the left and below.
-    x0, y0, x1, y1 = left + 44 * scale, top + 26 * scale, right - 10 * scale, bottom - 30 * scale
-    draw.rectangle((x0, y0, x1, y1), outline=_INK, width=scale)
-    points = [p for values in series.values() for p in values]
-    if not points:
-        draw.text(((x0 + x1) / 2, (y0 + y1) / 2), "no data", fill=_INK, font=small, anchor="mm")
-        return
-    epochs = [x for x, _ in points]
-    x_low, x_high = min(epochs), max(epochs)
-    if x_high == x_low:  # a single epoch: centre it
-        x_low, x_high = x_low - 1, x_high + 1
-    else:  # keep the first and last markers off the frame
-        pad = 0.02 * (x_high - x_low)
-        x_low, x_high = x_low - pad, x_high + pad
-    if y_range is None:
-        top_value = max(y for _, y in points)
-        y_low, y_high = 0.0, top_value * 1.05 if top_value > 0 else 1.0
-    else:
-        y_low, y_high = y_range
-
-    def to_pixel(x: float, y: float) -> tuple[float, float]:
-        return (x0 + (x - x_low) / (x_high - x_low) * (x1 - x0), y1 - (y - y_low) / (y_high - y_low) * (y1 - y0))
-
-    y_step = _nice_step(y_high - y_low, 5)
-    for y in _ticks(y_low, y_high, y_step):
-        _, py = to_pixel(x_low, y)
-        draw.line((x0 + scale, py, x1 - scale, py), fill=(225, 225, 225), width=scale)  # inside the frame
-        draw.line((x0 - 4 * scale, py, x0, py), fill=_INK, width=scale)
-        draw.text((x0 - 6 * scale, py), _format_tick(y, y_step), fill=_INK, font=small, anchor="rm")
-    x_step = max(1.0, _nice_step(x_high - x_low, 6))
-    for x in _ticks(x_low, x_high, x_step):
-        px, _ = to_pixel(x, y_low)
-        draw.line((px, y1, px, y1 + 4 * scale), fill=_INK, width=scale)
-        draw.text((px, y1 + 6 * scale), _format_tick(x, x_step), fill=_INK, font=small, anchor="mt")
-    draw.text(((x0 + x1) / 2, bottom), "epoch", fill=_INK, font=small, anchor="mb")
-
-    radius = 3 * scale
-    for key, values in series.items():
-        pixels = [to_pixel(x, y) for x, y in values]
-        color = _SERIES_COLORS[key]
-        if len(pixels) > 1:
-            draw.line(pixels, fill=color, width=2 * scale, joint="curve")
-        if len(pixels) <= 20:  # markers help short runs (a single epoch has no line at all)
-            for px, py in pixels:
-                draw.ellipse((px - radius, py - radius, px + radius, py + radius), fill=color)
-
-    # Legend in a right corner of the plot area, over a white box.
-    labels = [key for key, values in series.items() if values]
-    row = 16 * scale
-    box_width = 22 * scale + max(round(small.getlength(_SERIES_LABELS[key])) for key in labels)
-    box_height = row * len(labels) + 4 * scale
-    lx = x1 - box_width - 6 * scale
-    ly = y0 + 6 * scale if legend_at_top else y1 - box_height - 6 * scale
-    draw.rectangle((lx, ly, lx + box_width, ly + box_height), fill=_BACKGROUND, outline=_INK)
-    for i, key in enumerate(labels):
-        cy = ly + 2 * scale + row * i + row / 2
-        draw.line((lx + 4 * scale, cy, lx + 16 * scale, cy), fill=_SERIES_COLORS[key], width=3 * scale)
-        draw.text((lx + 20 * scale, cy), _SERIES_LABELS[key], fill=_INK, font=small, anchor="lm")
+            epochs.append(float(row.get("epoch", index + 1)))
+            values.append(float(value))
+    return epochs, values
 
 
 def plot_curves(history: list[dict], path: str | Path | None = None, size: tuple[int, int] = (900, 360)) -> Image.Image:
-    """Draw the training curves: losses on the left, validation IoU and Dice (0 to 1) on the right.
+    """Draw the training curves with matplotlib: losses on the left, validation IoU and Dice (0 to 1) on the right.
 
     Args:
         history: one dict per epoch, e.g. `{"epoch": 1, "train_loss": 0.5, "val_loss": 0.4, "val_iou": 0.7,
             "val_dice": 0.8}`; missing keys and non-finite values are skipped, a missing "epoch" counts from 1.
         path: where to save the picture as PNG, or None.
-        size: (width, height) of the picture.
+        size: (width, height) of the picture in pixels.
 
     Returns:
         The picture as an RGB image.
     """
-    scale = 2  # draw at twice the size and shrink: Pillow draws lines without anti-aliasing
-    width, height = size[0] * scale, size[1] * scale
-    canvas = Image.new("RGB", (width, height), _BACKGROUND)
-    draw = ImageDraw.Draw(canvas)
-    draw.text((width / 2, 8 * scale), "Training curves", fill=_INK, font=_font(16 * scale), anchor="mt")
-    top, margin = 34 * scale, 10 * scale
-    loss = {key: _series(history, key) for key in ("train_loss", "val_loss")}
-    scores = {key: _series(history, key) for key in ("val_iou", "val_dice")}
-    # Losses fall and scores rise: their legends go where the curves usually are not.
-    _draw_panel(draw, (margin, top, width // 2 - margin, height - margin), "Loss", loss, None, True, scale)
-    right_box = (width // 2 + margin, top, width - margin, height - margin)
-    _draw_panel(draw, right_box, "Scores", scores, (0.0, 1.0), False, scale)
-    picture = canvas.resize(size, Image.Resampling.LANCZOS)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # only training and the docs draw charts
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    dpi = 100
+    figure = Figure(figsize=(size[0] / dpi, size[1] / dpi), dpi=dpi, layout="constrained")
+    figure.suptitle("Training curves")
+    panels = (("Loss", ("train_loss", "val_loss"), "upper right"), ("Scores", ("val_iou", "val_dice"), "lower right"))
+    for axes, (title, keys, corner) in zip(figure.subplots(1, 2), panels, strict=True):
+        axes.set(title=title, xlabel="epoch")
+        axes.grid(color="#e1e1e1")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        drawn = False
+        for key in keys:
+            epochs, values = _series(history, key)
+            if values:
+                color = "#{:02x}{:02x}{:02x}".format(*_SERIES_COLORS[key])
+                marker = "o" if len(values) <= 20 else None  # markers help short runs; one epoch has no line
+                axes.plot(epochs, values, color=color, linewidth=2, marker=marker, label=_SERIES_LABELS[key])
+                drawn = True
+        if title == "Scores":
+            axes.set_ylim(0, 1)
+        else:
+            axes.set_ylim(bottom=0)
+        if drawn:
+            axes.legend(loc=corner)  # losses fall and scores rise: each legend where its curves usually are not
+        else:
+            axes.text(0.5, 0.5, "no data", ha="center", va="center", transform=axes.transAxes)
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    picture = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy())
+    if picture.size != tuple(size):  # constrained layout keeps the figure's size; rounding may not
+        picture = picture.resize(size, Image.Resampling.LANCZOS)
     if path is not None:
         picture.save(path, format="PNG")
     return picture
