@@ -29,7 +29,7 @@ PRED_4X4 = np.array([[0, 1, 1, 1], [0, 0, 1, 2], [2, 2, 1, 2], [2, 2, 2, 2]])
 
 
 def test_binary_counts_and_scores_by_hand():
-    counts = confusion_counts(PRED_3X3, TARGET_3X3, num_classes=2)
+    counts = confusion_counts(PRED_3X3, TARGET_3X3, num_labels=2)
     # background: tp (0,0), (2,0), (2,1), (2,2); fp (0,2); fn (1,0)
     np.testing.assert_array_equal(counts, [[4, 1, 1], [3, 1, 1]])
     assert counts.dtype == np.int64
@@ -38,7 +38,7 @@ def test_binary_counts_and_scores_by_hand():
 
 
 def test_three_class_counts_and_scores_by_hand():
-    counts = confusion_counts(PRED_4X4, TARGET_4X4, num_classes=3)
+    counts = confusion_counts(PRED_4X4, TARGET_4X4, num_labels=3)
     np.testing.assert_array_equal(counts, [[3, 0, 1], [3, 2, 1], [7, 1, 1]])
     np.testing.assert_allclose(iou_from_counts(counts), [3 / 4, 3 / 6, 7 / 9])
     np.testing.assert_allclose(dice_from_counts(counts), [6 / 7, 6 / 9, 14 / 16])
@@ -98,24 +98,24 @@ def test_boolean_masks_count_as_background_and_foreground():
     np.testing.assert_array_equal(counts, [[4, 1, 1], [3, 1, 1]])
 
 
-@pytest.mark.parametrize("num_classes", [2, 3, 5])
-def test_agrees_with_set_logic_on_random_batches(num_classes):
-    rng = np.random.default_rng(num_classes)
-    target = rng.integers(0, num_classes, size=(2, 5, 6))
-    pred = np.where(rng.random(target.shape) < 0.6, target, rng.integers(0, num_classes, size=target.shape))
+@pytest.mark.parametrize("num_labels", [2, 3, 5])
+def test_agrees_with_set_logic_on_random_batches(num_labels):
+    rng = np.random.default_rng(num_labels)
+    target = rng.integers(0, num_labels, size=(2, 5, 6))
+    pred = np.where(rng.random(target.shape) < 0.6, target, rng.integers(0, num_labels, size=target.shape))
     target[rng.random(target.shape) < 0.1] = 255
 
     pixels = list(np.ndindex(target.shape))
     expected_iou, expected_dice = [], []
-    for c in range(num_classes):
+    for c in range(num_labels):
         predicted = {p for p in pixels if pred[p] == c and target[p] != 255}
         true = {p for p in pixels if target[p] == c}
         union = predicted | true
         expected_iou.append(len(predicted & true) / len(union) if union else math.nan)
         expected_dice.append(2 * len(predicted & true) / (len(predicted) + len(true)) if union else math.nan)
 
-    np.testing.assert_allclose(iou(pred, target, num_classes), expected_iou)
-    np.testing.assert_allclose(dice(torch.from_numpy(pred), torch.from_numpy(target), num_classes), expected_dice)
+    np.testing.assert_allclose(iou(pred, target, num_labels), expected_iou)
+    np.testing.assert_allclose(dice(torch.from_numpy(pred), torch.from_numpy(target), num_labels), expected_dice)
 
 
 def test_meter_over_batches_equals_counts_of_the_concatenation():
@@ -124,7 +124,7 @@ def test_meter_over_batches_equals_counts_of_the_concatenation():
     targets = [rng.integers(0, 3, size=(2, 4, 4)) for _ in range(3)]
     targets[1][0, 0, :] = 255
 
-    meter = ConfusionMeter(num_classes=3)
+    meter = ConfusionMeter(num_labels=3)
     for pred, target in zip(preds, targets, strict=True):
         meter.update(torch.from_numpy(pred), torch.from_numpy(target))
     whole = confusion_counts(np.concatenate(preds), np.concatenate(targets), 3)
@@ -166,7 +166,7 @@ def test_counts_getter_returns_a_copy():
 
 
 @pytest.mark.parametrize(
-    ("pred", "target", "num_classes", "message"),
+    ("pred", "target", "num_labels", "message"),
     [
         (PRED_3X3, TARGET_3X3[None], 2, r"shape \(3, 3\) but target has shape \(1, 3, 3\)"),
         (PRED_3X3, TARGET_3X3 * 128, 2, r"target holds values \[128\] outside the class range \[0, 2\)"),
@@ -177,9 +177,9 @@ def test_counts_getter_returns_a_copy():
         (PRED_3X3, TARGET_3X3, 1, "num_labels"),
     ],
 )
-def test_bad_inputs_raise_clear_errors(pred, target, num_classes, message):
+def test_bad_inputs_raise_clear_errors(pred, target, num_labels, message):
     with pytest.raises(ValueError, match=message):
-        confusion_counts(pred, target, num_classes)
+        confusion_counts(pred, target, num_labels)
 
 
 def test_error_names_every_offending_value_and_suggests_the_fix():

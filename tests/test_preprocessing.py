@@ -19,6 +19,7 @@ from unet.preprocessing import (
     image_to_tensor,
     load_image,
     load_mask,
+    logits_to_mask,
     logits_to_probabilities,
     mask_to_image,
     probabilities_to_mask,
@@ -306,3 +307,10 @@ def test_resize_for_model_leaves_small_images_alone():
     image = rgb()
     assert resize_for_model(image, 12) is image
     assert resize_for_model(image, None) is image
+
+
+def test_logits_to_mask_thresholds_one_channel_at_zero_and_arg_maxes_more() -> None:
+    binary = torch.tensor([[[[-0.1, 0.0, 2.0]]]])  # (1, 1, 1, 3): probability 0.5 exactly is not foreground
+    assert logits_to_mask(binary).tolist() == [[[0, 0, 1]]]
+    three = torch.tensor([[[[1.0, 0.0]], [[0.0, 3.0]], [[2.0, 1.0]]]])  # (1, 3, 1, 2)
+    assert logits_to_mask(three).tolist() == [[[2, 1]]]

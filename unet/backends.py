@@ -28,6 +28,7 @@ import torch
 
 from unet.metrics import iou
 from unet.model import UNet
+from unet.preprocessing import logits_to_mask
 
 log = logging.getLogger("unet.backends")
 
@@ -113,8 +114,7 @@ def _masks(forward: Forward, images: Sequence[torch.Tensor], stop: threading.Eve
     with torch.inference_mode():
         for image in images:
             _go_on(stop)
-            logits = forward(image[None])[0]
-            masks.append((logits[0] > 0).numpy() if logits.shape[0] == 1 else logits.argmax(0).numpy())
+            masks.append(logits_to_mask(forward(image[None]))[0].numpy())
     return masks
 
 

@@ -176,7 +176,7 @@ def score(mask: np.ndarray, truth: np.ndarray, class_names: list[str]) -> dict[s
         truth: True class indices (H, W), 255 for pixels to ignore.
         class_names: One name a class, background first.
     """
-    counts = confusion_counts(mask, truth, num_classes=len(class_names))
+    counts = confusion_counts(mask, truth, num_labels=len(class_names))
     return summary(iou_from_counts(counts), dice_from_counts(counts), class_names, counts)
 
 
@@ -461,7 +461,7 @@ def examples_folder(root: str | Path, model: UNet, info: WeightsInfo) -> Path | 
     own = root / info.folder.name
     if info.repo_id is None and (own / "images").is_dir():
         return own
-    return root / "composites" if model.num_labels == 2 and (root / "composites").is_dir() else None
+    return root / "composites" if model.is_binary and (root / "composites").is_dir() else None
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Segmentation metrics, every one derived from one set of per-class counts.
 
 `confusion_counts` turns a predicted and a true mask of class indices into an int64 array of shape
-(num_classes, 3): the true positives, false positives and false negatives of each class, in that column order.
+(num_labels, 3): the true positives, false positives and false negatives of each class, in that column order.
 IoU = tp / (tp + fp + fn) and Dice = 2tp / (2tp + fp + fn) are computed from those counts alone, by
 `iou_from_counts` and `dice_from_counts`, both for one image (`iou`, `dice`) and for a whole data set
 (`ConfusionMeter`, which sums the counts of every batch first). A binary problem has 2 classes: 0 = background,
@@ -44,42 +44,42 @@ def _as_class_indices(mask: Mask, name: str) -> torch.Tensor:
     if not (np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_):
         raise ValueError(
             f"{name} has dtype {array.dtype}, but masks must hold integer class indices: convert it with "
-            ".astype(np.int64) after mapping its values to 0..num_classes-1"
+            ".astype(np.int64) after mapping its values to 0..num_labels-1"
         )
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64))
 
 
-def _check_range(values: torch.Tensor, name: str, num_classes: int, ignore_index: int | None) -> None:
+def _check_range(values: torch.Tensor, name: str, num_labels: int, ignore_index: int | None) -> None:
     """Raise when a mask holds values that are neither a class index nor (for the target) ignore_index."""
-    bad = values[(values < 0) | (values >= num_classes)]
+    bad = values[(values < 0) | (values >= num_labels)]
     if bad.numel() == 0:
         return
     found = torch.unique(bad).tolist()
     shown = ", ".join(map(str, found[:8])) + (", ..." if len(found) > 8 else "")
     skip = f" or ignore_index ({ignore_index})" if name == "target" and ignore_index is not None else ""
     raise ValueError(
-        f"{name} holds values [{shown}] outside the class range [0, {num_classes}){skip}. Masks must hold class "
-        f"indices 0..{num_classes - 1}: map a 0/255 binary mask to 0/1 (e.g. mask // 255), mark pixels to skip "
-        "with ignore_index, or pass the right num_classes (2 for a binary model)"
+        f"{name} holds values [{shown}] outside the class range [0, {num_labels}){skip}. Masks must hold class "
+        f"indices 0..{num_labels - 1}: map a 0/255 binary mask to 0/1 (e.g. mask // 255), mark pixels to skip "
+        "with ignore_index, or pass the right num_labels (2 for a binary model)"
     )
 
 
-def confusion_counts(pred: Mask, target: Mask, num_classes: int, ignore_index: int | None = 255) -> np.ndarray:
+def confusion_counts(pred: Mask, target: Mask, num_labels: int, ignore_index: int | None = 255) -> np.ndarray:
     """Count the true positives, false positives and false negatives of every class.
 
     Args:
         pred: Predicted class indices, a numpy array or tensor of any integer dtype and any shape (batches too).
         target: True class indices, the same shape as `pred`.
-        num_classes: Number of classes, background included (2 for a binary problem).
+        num_labels: Number of classes, background included (2 for a binary problem).
         ignore_index: Target value of pixels to leave out of every count; None counts every pixel. A predicted
             `ignore_index` ("unlabelled") counts as a false negative of the true class and a positive of none.
 
     Returns:
-        An int64 array of shape (num_classes, 3) whose columns are tp, fp, fn.
+        An int64 array of shape (num_labels, 3) whose columns are tp, fp, fn.
     """
-    if num_classes < 2:
+    if num_labels < 2:
         raise ValueError(
-            f"num_classes must be at least 2 (background and foreground), got {num_classes}; "
+            f"num_labels must be at least 2 (background and foreground), got {num_labels}; "
             "for a binary model with one output channel pass model.num_labels, which is 2"
         )
     pred_t, target_t = _as_class_indices(pred, "pred"), _as_class_indices(target, "target")
@@ -90,22 +90,22 @@ def confusion_counts(pred: Mask, target: Mask, num_classes: int, ignore_index: i
             "the target"
         )
     target_t = target_t.to(pred_t.device)
-    unlabelled = torch.zeros(num_classes, dtype=torch.int64, device=pred_t.device)
+    unlabelled = torch.zeros(num_labels, dtype=torch.int64, device=pred_t.device)
     if ignore_index is not None:
         keep = target_t != ignore_index
         pred_t, target_t = pred_t[keep], target_t[keep]
         # A pixel the prediction left unlabelled (a dropped region of a model without background) misses its class.
         left_out = pred_t == ignore_index
         if left_out.any():
-            _check_range(target_t[left_out], "target", num_classes, ignore_index)
-            unlabelled = torch.bincount(target_t[left_out], minlength=num_classes)
+            _check_range(target_t[left_out], "target", num_labels, ignore_index)
+            unlabelled = torch.bincount(target_t[left_out], minlength=num_labels)
             pred_t, target_t = pred_t[~left_out], target_t[~left_out]
-    _check_range(pred_t, "pred", num_classes, ignore_index)
-    _check_range(target_t, "target", num_classes, ignore_index)
+    _check_range(pred_t, "pred", num_labels, ignore_index)
+    _check_range(target_t, "target", num_labels, ignore_index)
 
     # One bincount gives the confusion matrix: rows are true classes, columns predicted classes.
-    flat = target_t.flatten() * num_classes + pred_t.flatten()
-    matrix = torch.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes)
+    flat = target_t.flatten() * num_labels + pred_t.flatten()
+    matrix = torch.bincount(flat, minlength=num_labels**2).reshape(num_labels, num_labels)
     tp = matrix.diagonal()
     fp = matrix.sum(dim=0) - tp  # predicted as the class, truly another
     fn = matrix.sum(dim=1) - tp + unlabelled  # truly the class, predicted as another or as nothing
@@ -113,10 +113,10 @@ def confusion_counts(pred: Mask, target: Mask, num_classes: int, ignore_index: i
 
 
 def _columns(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Split counts of shape (num_classes, 3) into float64 tp, fp, fn."""
+    """Split counts of shape (num_labels, 3) into float64 tp, fp, fn."""
     counts = np.asarray(counts, dtype=np.float64)
     if counts.ndim != 2 or counts.shape[1] != 3:
-        raise ValueError(f"counts must have shape (num_classes, 3) with columns tp, fp, fn, got {counts.shape}")
+        raise ValueError(f"counts must have shape (num_labels, 3) with columns tp, fp, fn, got {counts.shape}")
     tp, fp, fn = counts.T
     return tp, fp, fn
 
@@ -129,25 +129,25 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 
 
 def iou_from_counts(counts: np.ndarray) -> np.ndarray:
-    """IoU of every class, tp / (tp + fp + fn), from counts of shape (num_classes, 3); NaN for an absent class."""
+    """IoU of every class, tp / (tp + fp + fn), from counts of shape (num_labels, 3); NaN for an absent class."""
     tp, fp, fn = _columns(counts)
     return _ratio(tp, tp + fp + fn)
 
 
 def dice_from_counts(counts: np.ndarray) -> np.ndarray:
-    """Dice of every class, 2tp / (2tp + fp + fn), from counts of shape (num_classes, 3); NaN for an absent class."""
+    """Dice of every class, 2tp / (2tp + fp + fn), from counts of shape (num_labels, 3); NaN for an absent class."""
     tp, fp, fn = _columns(counts)
     return _ratio(2 * tp, 2 * tp + fp + fn)
 
 
-def iou(pred: Mask, target: Mask, num_classes: int, ignore_index: int | None = 255) -> np.ndarray:
+def iou(pred: Mask, target: Mask, num_labels: int, ignore_index: int | None = 255) -> np.ndarray:
     """Per-class IoU (float64) of one prediction, pooled over every pixel of `pred`; see `confusion_counts`."""
-    return iou_from_counts(confusion_counts(pred, target, num_classes, ignore_index))
+    return iou_from_counts(confusion_counts(pred, target, num_labels, ignore_index))
 
 
-def dice(pred: Mask, target: Mask, num_classes: int, ignore_index: int | None = 255) -> np.ndarray:
+def dice(pred: Mask, target: Mask, num_labels: int, ignore_index: int | None = 255) -> np.ndarray:
     """Per-class Dice (float64) of one prediction, pooled over every pixel of `pred`; see `confusion_counts`."""
-    return dice_from_counts(confusion_counts(pred, target, num_classes, ignore_index))
+    return dice_from_counts(confusion_counts(pred, target, num_labels, ignore_index))
 
 
 def accuracy_from_counts(counts: np.ndarray) -> tuple[float, np.ndarray]:
@@ -162,12 +162,12 @@ def accuracy_from_counts(counts: np.ndarray) -> tuple[float, np.ndarray]:
     return (float(tp.sum() / labelled) if labelled else math.nan), _ratio(tp, tp + fn)
 
 
-def _check_counts(counts: np.ndarray, num_classes: int) -> np.ndarray:
-    """Return counts as int64, after checking they have the shape (num_classes, 3)."""
+def _check_counts(counts: np.ndarray, num_labels: int) -> np.ndarray:
+    """Return counts as int64, after checking they have the shape (num_labels, 3)."""
     counts = np.asarray(counts)
-    if counts.shape != (num_classes, 3):
+    if counts.shape != (num_labels, 3):
         raise ValueError(
-            f"counts must have shape ({num_classes}, 3) (one row of tp, fp, fn a class), got {counts.shape}"
+            f"counts must have shape ({num_labels}, 3) (one row of tp, fp, fn a class), got {counts.shape}"
         )
     return counts.astype(np.int64)
 
@@ -182,32 +182,32 @@ class ConfusionMeter:
         meter.counts = total.cpu().numpy()
 
     Args:
-        num_classes: Number of classes, background included (2 for a binary problem).
+        num_labels: Number of classes, background included (2 for a binary problem).
         ignore_index: Target value of pixels to leave out of every count; None counts every pixel.
     """
 
-    def __init__(self, num_classes: int, ignore_index: int | None = 255) -> None:
-        self.num_classes = num_classes
+    def __init__(self, num_labels: int, ignore_index: int | None = 255) -> None:
+        self.num_labels = num_labels
         self.ignore_index = ignore_index
-        self._counts = np.zeros((num_classes, 3), dtype=np.int64)
+        self._counts = np.zeros((num_labels, 3), dtype=np.int64)
 
     @property
     def counts(self) -> np.ndarray:
-        """A copy of the int64 counts so far, shape (num_classes, 3), columns tp, fp, fn."""
+        """A copy of the int64 counts so far, shape (num_labels, 3), columns tp, fp, fn."""
         return self._counts.copy()
 
     @counts.setter
     def counts(self, counts: np.ndarray) -> None:
-        self._counts = _check_counts(counts, self.num_classes)
+        self._counts = _check_counts(counts, self.num_labels)
 
     def update(self, pred: Mask, target: Mask) -> None:
         """Add the counts of one batch of predicted and true class-index masks."""
-        self._counts += confusion_counts(pred, target, self.num_classes, self.ignore_index)
+        self._counts += confusion_counts(pred, target, self.num_labels, self.ignore_index)
 
     def merge(self, other: ConfusionMeter | np.ndarray) -> None:
         """Add the counts of another meter, or a counts array, to these."""
         counts = other.counts if isinstance(other, ConfusionMeter) else other
-        self._counts += _check_counts(counts, self.num_classes)
+        self._counts += _check_counts(counts, self.num_labels)
 
     def reset(self) -> None:
         """Forget every count, e.g. at the start of an evaluation."""
@@ -245,7 +245,7 @@ def summary(
         iou_per_class: IoU of every class, e.g. `ConfusionMeter.iou()`.
         dice_per_class: Dice of every class, in the same class order.
         class_names: One distinct name a class, in the same order.
-        counts: The confusion counts behind the scores (num_classes, 3): when given, the report also holds
+        counts: The confusion counts behind the scores (num_labels, 3): when given, the report also holds
             `"accuracy": {"global": g, "class_average": c, "per_class": {name: value}}` (`accuracy_from_counts`).
 
     Returns:

@@ -322,6 +322,13 @@ def logits_to_probabilities(logits: torch.Tensor, size: tuple[int, int]) -> torc
     return probabilities if logits.ndim == 4 else probabilities.squeeze(0)
 
 
+def logits_to_mask(logits: torch.Tensor) -> torch.Tensor:
+    """Class indices (B, H, W) from logits (B, C, H, W) at their own size, as the validation and the choice of a
+    serving backend compare masks: one channel (a binary model) is foreground where its logit is above 0 (probability
+    0.5), more channels the arg-max."""
+    return (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(dim=1)
+
+
 def probabilities_to_mask(probabilities: torch.Tensor, threshold: float = 0.5) -> np.ndarray:
     """Turn probabilities (num_labels, H, W) into a uint8 mask (H, W) of class indices.
 

@@ -50,6 +50,7 @@ from unet.lite_unet import LiteUNet, imagenet_encoder_weights
 from unet.losses import SegmentationLoss, median_frequency_weights
 from unet.metrics import ConfusionMeter, summary
 from unet.model import UNet
+from unet.preprocessing import logits_to_mask
 from unet.settings import InferenceSettings
 from unet.visualize import plot_curves
 
@@ -280,7 +281,7 @@ def make_weight_average(model: UNet, decay: float) -> AveragedModel:
     Each update moves the average a share `1 - decay` of the way to the current weights, so it spans about
     `1 / (1 - decay)` steps (0.999: a thousand), and smooths out their noise: its validation scores swing less from
     epoch to epoch. (With the shipped recipe, whose learning rate decays to 1%, it ended where the raw weights
-    ended: docs/composites.md, "What would improve the model".) Its `.module` is a U-Net like `model`.
+    ended: docs/experiments.md.) Its `.module` is a U-Net like `model`.
     """
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
@@ -357,8 +358,7 @@ def validate(
         logits = model(images)
         total += criterion(logits, masks).item() * len(images)
         count += len(images)
-        pred = (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(dim=1)
-        meter.update(pred.cpu(), masks.cpu())
+        meter.update(logits_to_mask(logits).cpu(), masks.cpu())
     if dist.is_initialized():
         counts = torch.from_numpy(meter.counts).to(device)
         dist.all_reduce(counts)
@@ -684,9 +684,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="bf16 autocast; auto uses it where the CPU (AVX512-BF16, AMX) or GPU computes bf16 natively",
     )
-    # Tried, measured, and used by no recipe: each stays off by default, with what it did (docs/composites.md).
+    # Tried, measured, and used by no recipe: each stays off by default, with what it did (docs/experiments.md).
     trials = parser.add_argument_group(
-        "experiments", "used by no shipped recipe; what each did is in docs/composites.md (one seed each)"
+        "experiments", "used by no shipped recipe; what each did is in docs/experiments.md (one seed each)"
     )
     trials.add_argument(
         "--generated-backgrounds",
