@@ -27,8 +27,8 @@ manifest=data/composites/manifest.json
 { grep -q '"wallpapers": "split"' "$manifest" && grep -q '"val_draw": "photo"' "$manifest"; } 2>/dev/null ||
   $python -m unet.composites --out data/composites --seed 0 --wallpapers split
 
-# The recipe is recipes/composites.json (docs/composites.md, "What would improve the model", tells what each of its
-# values did). A CPU without native bf16 (AVX512-BF16 or AMX) trains in fp32, over twice as slowly: there it trains
+# The recipe is recipes/composites.json (docs/experiments.md tells what each of its values did).
+# A CPU without native bf16 (AVX512-BF16 or AMX) trains in fp32, over twice as slowly: there it trains
 # 10 epochs instead of 20, which fit in 90 minutes on 2 cores, and gives a weaker model (docs/composites.md).
 shorter=()
 if ! $python -c "import sys, torch; from unet.train import resolve_amp

@@ -311,7 +311,7 @@ def vary_background(crop: Image.Image, quarter_turns: int, rng: np.random.Genera
     orientations and colours it would not otherwise see, while keeping a photograph's grain, unlike generated
     backgrounds. The objects keep their own colours: only the background changes. (Tried on half of the crops with the
     shipped recipe, it moved validation and test by less than chance, and left the test scene it was meant for, brick
-    wall and paving, as it was: docs/composites.md, "What would improve the model".)
+    wall and paving, as it was: docs/experiments.md.)
     """
     if quarter_turns:
         crop = crop.rotate(90 * quarter_turns, expand=True)
@@ -331,7 +331,7 @@ def generated_background(
 
     Clip art is mostly flat colour with sharp edges; backgrounds with large flat or smooth regions, and straight edges
     that are not objects, are meant to teach the model that neither alone makes an object. (Tried together with the
-    wallpapers, 30% of them made the model miss objects instead: docs/composites.md, "What would improve the model".)
+    wallpapers, 30% of them made the model miss objects instead: docs/experiments.md.)
     """
     width, height = size
     kind = rng.integers(3)
@@ -667,7 +667,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "'train' (the default when given alone) to training only",
     )
     trials = parser.add_argument_group(
-        "experiments", "used by no shipped build (scripts/train.sh); docs/composites.md records what each showed"
+        "experiments", "used by no shipped build (scripts/train.sh); docs/experiments.md records what each showed"
     )
     trials.add_argument(
         "--val-by-scene",

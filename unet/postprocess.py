@@ -7,8 +7,8 @@ Their pixels often lie not far above the threshold, while most pixels of a real 
 region whose mean probability of its class falls below `min_confidence` goes back to background.
 
 On the composite validation set this removed mostly such false positives (docs/composites.md tells
-how the demo's setting was chosen). It can also remove a real object the model barely found, so it is a setting
-(`--min-confidence`, the demo's slider) and 0 turns it off.
+how the demo's setting was chosen, docs/experiments.md what it removed). It can also remove a real object the model
+barely found, so it is a setting (`--min-confidence`, the demo's slider) and 0 turns it off.
 """
 
 from __future__ import annotations
