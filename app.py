@@ -163,14 +163,14 @@ def handlers(
     by_name = {served.name: served for served in models}
     settings = models[0].settings
 
-    def restyle(
+    def segment_with(
+        model: str,
         image: ImageInput | None,
-        ground_truth: ImageInput | None = None,
-        threshold: float = settings.threshold,
-        opacity: float = DEFAULT_OPACITY,
-        augment: bool = False,
-        min_confidence: float = settings.min_confidence,
-        model: str = models[0].name,
+        ground_truth: ImageInput | None,
+        threshold: float,
+        opacity: float,
+        augment: bool,
+        min_confidence: float,
         last: LastRun | None = None,
     ) -> tuple[Any, ...]:
         if model not in by_name:
@@ -193,11 +193,25 @@ def handlers(
         min_confidence: float = settings.min_confidence,
         model: str = models[0].name,
     ) -> tuple[Any, ...]:
-        return restyle(image, ground_truth, threshold, opacity, augment, min_confidence, model)
+        return segment_with(model, image, ground_truth, threshold, opacity, augment, min_confidence)
 
     @functools.wraps(run)  # the same signature for Gradio
     def run_new(image: ImageInput | None, *rest: Any) -> tuple[Any, ...]:
         return (*NO_OUTPUTS, None) if image is None else run(image, *rest)
+
+    def restyle(
+        image: ImageInput | None,
+        ground_truth: ImageInput | None,
+        threshold: float,
+        opacity: float,
+        augment: bool,
+        min_confidence: float,
+        model: str,
+        last: LastRun | None,
+    ) -> tuple[Any, ...]:
+        if image is None:  # a setting changed before any image: nothing to draw
+            return (*NO_OUTPUTS, None)
+        return segment_with(model, image, ground_truth, threshold, opacity, augment, min_confidence, last)
 
     return run, run_new, restyle
 

@@ -290,6 +290,7 @@ def test_new_settings_for_the_same_inputs_draw_the_last_segmentation_again(
         with Image.open(again[output]) as reused, Image.open(fresh[output]) as ran:
             np.testing.assert_array_equal(np.asarray(reused), np.asarray(ran))
     assert again[JSON]["iou"] == fresh[JSON]["iou"]
+    assert restyle(None, None, 0.3, 0.8, False, 0.6, "tiny", last) == (*app.NO_OUTPUTS, None)  # no image: nothing
     # Other inputs (here no ground truth) or another test-time augmentation: the network runs.
     for changed in (
         (str(EXAMPLE_IMAGE), None, 0.3, 0.8, False),
