@@ -39,3 +39,13 @@ def test_ci_runs_the_readme_test_command() -> None:
     readme, ci = (ROOT / "README.md").read_text(), (ROOT / ".ci" / "run").read_text()
     assert "bash scripts/test.sh" in readme and "bash scripts/demo.sh" in readme
     assert "bash scripts/test.sh" in ci
+
+
+def test_the_python_example_runs_as_written(monkeypatch) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Use it from Python", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, flags=re.DOTALL).group(1)
+    monkeypatch.chdir(ROOT)  # its paths are the repository's
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["prediction"].mask.shape == namespace["truth"].shape
