@@ -216,6 +216,16 @@ def handlers(
     return run, run_new, restyle
 
 
+def api_run(run: Callable[..., tuple]) -> Callable[..., Outputs]:
+    """`run` without the kept segmentation: the /segment API's handler, with `run`'s signature for Gradio."""
+
+    @functools.wraps(run)
+    def segment_api(*args: Any, **kwargs: Any) -> Outputs:
+        return run(*args, **kwargs)[: len(NO_OUTPUTS)]
+
+    return segment_api
+
+
 def example_runner(run: Callable[..., Outputs], served: ServedModel) -> Callable[..., Outputs]:
     """`run` with the model fixed: what `served`'s examples are cached with."""
 
@@ -440,8 +450,12 @@ def build_demo(models: Sequence[ServedModel], warning: str | None = None, downlo
         ).then(run_new, inputs, kept, preprocess=False, api_visibility="private", trigger_mode="always_last")
         # Each run first clears the last one's results, so an error never stands under another image's figures.
         run_button.click(lambda: NO_OUTPUTS, None, outputs, queue=False, api_visibility="private").then(
-            run, inputs, kept, api_name="segment", preprocess=False
+            run, inputs, kept, api_visibility="private", preprocess=False
         )
+        # The API's /segment is the same run, keeping nothing for its caller: a client never redraws, and a kept
+        # segmentation per API session would only take memory.
+        api = gr.Button(visible=False, elem_id="api")
+        api.click(api_run(run), inputs, outputs, api_name="segment", preprocess=False)
         # New settings for the same inputs draw the last segmentation again; the network runs only when the
         # test-time augmentation changes (or the inputs did, say after an example's click).
         gr.on(
