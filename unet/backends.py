@@ -71,16 +71,26 @@ class OnnxForward:
 
     def __init__(self, model: UNet):
         import onnxruntime
+        from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
         from unet.export import export_onnx
 
+        self.model, self._unpaddable = model, InvalidArgument
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 4  # the one refusal expected (below) is handled: log only what is fatal
         with tempfile.TemporaryDirectory(prefix="unet-onnx-") as folder:  # the session keeps the graph in memory
             path = export_onnx(model, Path(folder) / "model.onnx")
-            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         _return_freed_memory()
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        (logits,) = self.session.run(["logits"], {"image": batch.contiguous().numpy()})
+        try:
+            (logits,) = self.session.run(["logits"], {"image": batch.contiguous().numpy()})
+        except self._unpaddable:
+            # A side shorter than the padding it needs (a few pixels): the network pads such images by repeating
+            # their edge, a choice the traced graph froze the other way. The model itself runs them.
+            with torch.inference_mode():
+                return self.model(batch)
         return torch.from_numpy(logits)
 
 
