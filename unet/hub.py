@@ -567,8 +567,9 @@ def _while_progressing(task: Callable[[], T], job: _HubJob) -> T:
     hub_logger.addHandler(watcher)
     job.watch.restart()
     # huggingface_hub reads its body in 10 MB pieces and waits 10 s for a socket: smaller pieces show progress on a
-    # slow link, and a socket silent for the timeout is a stall.
-    tuned = {"DOWNLOAD_CHUNK_SIZE": _PROGRESS_CHUNK_BYTES, "HF_HUB_DOWNLOAD_TIMEOUT": job.timeout_s}
+    # slow link. The watch below judges a silence; the socket waits twice as long, so that in a stall the watch
+    # speaks first (an equal wait made a stall read as a broken-off download when the socket's timeout won the race).
+    tuned = {"DOWNLOAD_CHUNK_SIZE": _PROGRESS_CHUNK_BYTES, "HF_HUB_DOWNLOAD_TIMEOUT": 2 * job.timeout_s}
     saved = {name: getattr(constants, name) for name in tuned}
     try:
         for name, value in tuned.items():
