@@ -152,9 +152,10 @@ def _file(value: ImageInput | None) -> str | None:
 def handlers(
     models: Sequence[ServedModel], downloads: Path | None = None
 ) -> tuple[Callable[..., tuple], Callable[..., tuple], Callable[..., tuple]]:
-    """The page's handlers, each returning the outputs and the visitor's `LastRun`: `run` (the Run button and the
-    /segment API), `run_new` (a new upload; clearing the image clears the results instead of asking for an image)
-    and `restyle` (new settings: the last segmentation drawn again when its inputs are the same, else a run).
+    """The page's handlers, each returning the outputs and the visitor's `LastRun`: `run` (the Run button; without
+    the `LastRun`, `api_run`, the /segment API), `run_new` (a new upload; clearing the image clears the results
+    instead of asking for an image) and `restyle` (new settings: the last segmentation drawn again when its inputs
+    are the same, else a run).
 
     Gradio's API reads their signatures: the parameters are the page's inputs, in order, with the page's starting
     values as defaults: the first model and its settings. Choosing another model on the page also sets its
