@@ -399,3 +399,16 @@ def test_every_shipped_recipe_is_valid_flags_recorded_as_given(recipe: Path) -> 
     assert args.recipe == str(recipe) and args.data == values["data"] and args.out == values["out"]
     assert args.lr == values["lr"] and args.batch_size == values["batch_size"]
     assert "_about" in json.loads(recipe.read_text())  # each says what it trains and what it took
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_recipe_says_what_it_trains_where_bf16_is_only_emulated(
+    native: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recipe = Path(__file__).resolve().parent.parent / "recipes" / "composites.json"
+    monkeypatch.setattr(unet.train, "resolve_amp", lambda amp, device: "bf16" if native and amp == "auto" else "none")
+    args = unet.train.parse_args(["--recipe", str(recipe)])
+    assert args.size_schedule == ([(176, 20)] if native else [(176, 10)])
+    assert args.fp32_values == (None if native else {"size_schedule": "176:10"})  # recorded in training_args.json
+    given = unet.train.parse_args(["--recipe", str(recipe), "--size-schedule", "128:3"])
+    assert given.size_schedule == [(128, 3)]  # the command line still wins

@@ -36,6 +36,7 @@ from unet.hub import (
 )
 from unet.metrics import score_table
 from unet.settings import SETTINGS_FILE, TTA_HELP
+from unet.train import FP32_VALUES
 
 # What a push uploads from a checkpoint folder, beside the generated README.md; never pickles such as resume state.
 UPLOAD_FILES = (
@@ -171,13 +172,17 @@ def _training_section(folder: Path, training: dict | None) -> str:
     recipe = _read_json(Path(training["recipe"])) if training and training.get("recipe") else None
     if recipe is not None:
         # The recipe's values are the ones that make this model; the other flags kept their defaults.
-        chosen = {key: training.get(key, value) for key, value in recipe.items() if not key.startswith("_")}
+        shown = {key: value for key, value in recipe.items() if not key.startswith("_") and key != FP32_VALUES}
+        chosen = {key: training.get(key, value) for key, value in shown.items()}
         chosen["class_weights"] = training.get("class_weights")
         lines.append(
             f"Trained by `python -m unet.train --recipe {training['recipe']}` with these values (every other "
             "argument at its default; all of them are in `training_args.json`):"
         )
         lines.append(_table({key: chosen[key] for key in sorted(chosen)}, "argument"))
+        if training.get("fp32_values"):
+            values = ", ".join(f"`{key}` {value}" for key, value in training["fp32_values"].items())
+            lines.append(f"It trained in fp32 (a CPU without native bf16) with the recipe's values for that: {values}.")
     elif training:
         lines.append("Trained by `python -m unet.train` with these arguments (`training_args.json`):")
         lines.append(_table({key: training[key] for key in sorted(training)}, "argument"))

@@ -122,6 +122,9 @@ def parse_rescale(text: str) -> tuple[float, float]:
     return low, high
 
 
+FP32_VALUES = "without_native_bf16"  # a recipe's flag values for machines where `--amp auto` trains in fp32
+
+
 def read_recipe(path: str | Path) -> dict:
     """A recipe file: a JSON object of flag values, named as the flags are with - as _ (e.g. "batch_size": 8)."""
     try:
@@ -734,17 +737,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """The flags, with a `--recipe`'s values as their defaults (so a flag given beside the recipe wins)."""
+    """The flags, with a `--recipe`'s values as their defaults (so a flag given beside the recipe wins).
+
+    A recipe may hold `"without_native_bf16"`: flag values that take the place of its own where `--amp auto` trains
+    in fp32 (a CPU without AVX512-BF16 or AMX, where bf16 is only emulated), say fewer epochs to fit the same time.
+    `args.fp32_values` records the ones applied (None elsewhere).
+    """
     parser = build_parser()
     known, _ = parser.parse_known_args(argv)
+    fp32_values = None
     if known.recipe:
         recipe = read_recipe(known.recipe)
+        fp32_values = recipe.pop(FP32_VALUES, None)
         flags = {action.dest for action in parser._actions}
-        unknown = sorted(set(recipe) - flags)
+        unknown = sorted((set(recipe) | set(fp32_values or {})) - flags)
         if unknown:
             parser.error(f"the recipe {known.recipe} sets unknown flags: {', '.join(unknown)}")
         parser.set_defaults(**recipe)  # string values go through each flag's own parser, as typed ones do
     args = parser.parse_args(argv)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if fp32_values and resolve_amp(args.amp, device) == "none":
+        parser.set_defaults(**fp32_values)  # still below the command line's flags
+        args = parser.parse_args(argv)
+    args.fp32_values = fp32_values if fp32_values and resolve_amp(args.amp, device) == "none" else None
     for name in ("data", "out"):
         if getattr(args, name) is None:
             parser.error(f"--{name} is required (on the command line or in the recipe)")
@@ -754,6 +769,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.fp32_values:
+        log.info("This machine computes bf16 only by emulation: training in fp32 with the recipe's values for it, %s",
+                 args.fp32_values)  # fmt: skip
     best = train(args)
     if best["epoch"]:
         print(json.dumps({"best_epoch": best["epoch"], **best["headline"]}))
