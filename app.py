@@ -227,13 +227,13 @@ def api_run(run: Callable[..., tuple]) -> Callable[..., Outputs]:
     return segment_api
 
 
-def example_runner(run: Callable[..., Outputs], served: ServedModel) -> Callable[..., Outputs]:
-    """`run` with the model fixed: what `served`'s examples are cached with."""
+def example_runner(segment_api: Callable[..., Outputs], served: ServedModel) -> Callable[..., Outputs]:
+    """The API's run (`api_run`) with the model fixed: what `served`'s examples are cached with."""
 
     def run_example(
         image: ImageInput, ground_truth: ImageInput, threshold: float, opacity: float, augment: bool, confidence: float
     ) -> Outputs:
-        return run(image, ground_truth, threshold, opacity, augment, confidence, served.name)[: len(NO_OUTPUTS)]
+        return segment_api(image, ground_truth, threshold, opacity, augment, confidence, served.name)
 
     return run_example
 
@@ -295,6 +295,7 @@ def build_demo(models: Sequence[ServedModel], warning: str | None = None, downlo
     first = models[0]
     view = model_view(first)
     run, run_new, restyle = handlers(models, downloads)
+    segment_api = api_run(run)
 
     with gr.Blocks(title="U-Net segmentation", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# U-Net segmentation", elem_id="title")
@@ -414,7 +415,7 @@ def build_demo(models: Sequence[ServedModel], warning: str | None = None, downlo
                     ],
                     inputs=inputs[:-1],
                     outputs=outputs,
-                    fn=example_runner(run, served),
+                    fn=example_runner(segment_api, served),
                     cache_examples=True,
                     cache_mode="lazy",
                     preprocess=False,
@@ -456,7 +457,7 @@ def build_demo(models: Sequence[ServedModel], warning: str | None = None, downlo
         # The API's /segment is the same run, keeping nothing for its caller: a client never redraws, and a kept
         # segmentation per API session would only take memory.
         api = gr.Button(visible=False, elem_id="api")
-        api.click(api_run(run), inputs, outputs, api_name="segment", preprocess=False)
+        api.click(segment_api, inputs, outputs, api_name="segment", preprocess=False)
         # New settings for the same inputs draw the last segmentation again; the network runs only when the
         # test-time augmentation changes (or the inputs did, say after an example's click).
         gr.on(

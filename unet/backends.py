@@ -20,7 +20,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -147,8 +147,8 @@ class ForwardChoice:
 
     name: str
     forward: Forward
-    milliseconds: dict[str, float] = field(default_factory=dict)
-    agreement: dict[str, float] = field(default_factory=dict)  # mean mask IoU against eager fp32 over the examples
+    milliseconds: dict[str, float]
+    agreement: dict[str, float]  # mean mask IoU against eager fp32 over the examples
 
     def describe(self) -> str:
         others = ", ".join(
@@ -181,12 +181,11 @@ def choose_forward(
     ways = candidates(model) if ways is None else ways
     reference_name = next(iter(ways))
     reference = _masks(ways[reference_name], images, stop)
-    classes = max(2, model.num_labels)
     milliseconds, agreement = {}, {}
     for name, forward in ways.items():
         masks = reference if name == reference_name else _masks(forward, images, stop)
         agreement[name] = float(
-            np.mean([np.nanmean(iou(mask, ref, classes)) for mask, ref in zip(masks, reference, strict=True)])
+            np.mean([np.nanmean(iou(mask, ref, model.num_labels)) for mask, ref in zip(masks, reference, strict=True)])
         )
         milliseconds[name] = 1000 * _median_seconds(forward, images[0], runs, stop)
     eligible = [name for name in ways if agreement[name] >= MIN_AGREEMENT]

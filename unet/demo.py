@@ -25,7 +25,7 @@ from PIL import Image
 from unet.hub import BUNDLED_WEIGHTS, CARD_FILE, CONFIG_FILE, WeightsInfo
 from unet.metrics import confusion_counts, dice_from_counts, iou_from_counts, score_cell, score_table, summary
 from unet.model import UNet
-from unet.predict import TTA_VIEWS, Predictor, class_shares
+from unet.predict import TTA_VIEWS, Predictor, class_shares, foreground_share
 from unet.preprocessing import ImageError, MaskError, load_image, load_mask, mask_to_image, resize_for_model
 from unet.publish import recorded_tta
 from unet.settings import TTA_HELP
@@ -56,7 +56,7 @@ class Segmentation:
     truth: np.ndarray | None  # (H, W) uint8 ground truth at full size; None without one
     stem: str  # the upload's file name without suffix, for the download's name
     tta: str  # the test-time augmentation the probabilities were made with
-    seconds: float  # the time of the forward pass(es)
+    seconds: float  # from the request to the probabilities: reading the upload and the forward pass(es)
 
 
 @dataclass(frozen=True)
@@ -414,7 +414,7 @@ def redraw(
 
     background = model.background_class
     scores.update(
-        foreground_share=None if background is None else float((mask != background).mean()),
+        foreground_share=None if background is None else foreground_share(mask, background),
         class_shares=class_shares(mask, model.class_names),
         image_size=list(segmentation.size),
         threshold=threshold if model.is_binary else None,

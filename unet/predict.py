@@ -60,11 +60,16 @@ class Prediction:
 
     def foreground_share(self, background_class: int = 0) -> float:
         """Share of pixels given a class other than the background class."""
-        return float((self.mask != background_class).mean())
+        return foreground_share(self.mask, background_class)
 
     def class_shares(self, class_names: Sequence[str]) -> dict[str, float]:
         """Share of the pixels given each class, largest first; classes given no pixel are left out."""
         return class_shares(self.mask, class_names)
+
+
+def foreground_share(mask: np.ndarray, background_class: int = 0) -> float:
+    """Share of the pixels of `mask` given a class other than the background class."""
+    return float((mask != background_class).mean())
 
 
 def class_shares(mask: np.ndarray, class_names: Sequence[str]) -> dict[str, float]:

@@ -756,10 +756,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.set_defaults(**recipe)  # string values go through each flag's own parser, as typed ones do
     args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if fp32_values and resolve_amp(args.amp, device) == "none":
+    if fp32_values and resolve_amp(args.amp, device) != "none":
+        fp32_values = None  # bf16 here: the recipe's own values stand
+    if fp32_values:
         parser.set_defaults(**fp32_values)  # still below the command line's flags
         args = parser.parse_args(argv)
-    args.fp32_values = fp32_values if fp32_values and resolve_amp(args.amp, device) == "none" else None
+    args.fp32_values = fp32_values
     for name in ("data", "out"):
         if getattr(args, name) is None:
             parser.error(f"--{name} is required (on the command line or in the recipe)")
