@@ -2,8 +2,10 @@
 
     python app.py [--host H] [--port P] [--share] [--weights FOLDER|USER/NAME[@REV] ...] [--strict-weights]
 
-This file only lays out the page and wires its events; the models come from `unet.catalog` and every step of the
-work is in `unet.demo`. The same run is the `/segment` API endpoint:
+This file only lays out the page and wires its events; the models come from `unet.catalog`, what the page says of
+them from `unet.describe`, and every step of the work is in `unet.demo`. The page is laid out and answering before
+PyTorch is imported: the models load beside it, and a request that comes first waits for them. The same run is the
+`/segment` API endpoint:
 `gradio_client.Client(URL).predict(handle_file("photo.jpg"), None, model="camvid", api_name="/segment")`.
 """
 
@@ -22,31 +24,24 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from unet.catalog import ServedModel, choose_backends, load_catalog, requested_sources
-from unet.demo import (
-    DISPLAY_MAX_SIDE,
-    DemoResult,
-    ImageInput,
-    InputError,
-    Segmentation,
+from unet.catalog import ServedModel, describe_catalog, load_catalog, load_models, requested_sources
+from unet.describe import (
     class_colors_hex,
     class_legend_html,
-    class_regions,
     curves_file,
     error_legend_html,
     model_card_text,
     model_panel,
-    read_image,
-    redraw,
-    segment,
-    upload_path,
+    visitor_text,
     warning_markdown,
 )
 from unet.hub import WEIGHTS_ENV, WeightsError, add_timeout_argument
-from unet.preprocessing import load_mask, resize_for_model
 from unet.settings import TTA_HELP, InferenceSettings
+
+if TYPE_CHECKING:  # `unet.demo` imports PyTorch: the handlers import it when the first request comes
+    from unet.demo import DemoResult, ImageInput, Segmentation
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # otherwise Gradio looks up its servers at launch
 import gradio as gr
@@ -127,26 +122,25 @@ def segment_image(
     `gr.Error`. `augment` (the checkbox) turns on its test-time augmentation (`augmentation_views`); the run's files
     go under `downloads` (`unet.demo.segment`). When `last` was made from the same model, files and augmentation,
     its segmentation is drawn again at the new settings instead (`unet.demo.redraw`)."""
+    from unet.demo import InputError, redraw, segment, upload_path
+
     tta = augmentation_views(served.settings) if augment else "none"
     try:
-        inputs = (served.name, _file(image), _file(ground_truth), tta)
+        predictor = served.predictor  # waits while the model loads
+    except WeightsError as error:
+        raise gr.Error(visitor_text(str(error)), title="Model unavailable", print_exception=False) from error
+    files = [upload_path(value) for value in (image, ground_truth)]  # whether two runs had the same input
+    inputs = (served.name, *(str(path) if isinstance(path, str | Path) else None for path in files), tta)
+    try:
         if last is not None and last.inputs == inputs:
-            result = redraw(
-                served.predictor, last.segmentation, threshold, opacity, min_confidence, downloads=downloads
-            )
+            result = redraw(predictor, last.segmentation, threshold, opacity, min_confidence, downloads=downloads)
         else:
             result = segment(
-                served.predictor, image, ground_truth, threshold, opacity, tta, min_confidence, downloads=downloads
+                predictor, image, ground_truth, threshold, opacity, tta, min_confidence, downloads=downloads
             )
     except InputError as error:
         raise gr.Error(str(error), title="Cannot use this input", print_exception=False) from error
     return _outputs(result), LastRun(inputs, result.segmentation)
-
-
-def _file(value: ImageInput | None) -> str | None:
-    """The file name of an upload, which says whether two runs had the same input; None for none or a picture."""
-    path = upload_path(value)
-    return str(path) if isinstance(path, str | Path) else None
 
 
 def handlers(
@@ -241,22 +235,22 @@ def example_runner(segment_api: Callable[..., Outputs], served: ServedModel) -> 
 def model_view(served: ServedModel) -> dict[str, dict[str, Any]]:
     """What the page shows of a model, part by part, as each part's constructor arguments (or `gr.update`'s): its
     description, legends, controls, panel and card."""
-    settings, model = served.settings, served.model
+    settings, labels = served.settings, served.labels
     curves = curves_file(served.info)
     return {
         "summary": {"value": served.summary},
-        "class_legend": {"value": class_legend_html(model), "visible": not model.is_binary},
-        "error_legend": {"value": error_legend_html(model.background_class)},
-        "threshold": {"value": settings.threshold, "visible": model.is_binary},
+        "class_legend": {"value": class_legend_html(labels), "visible": not labels.is_binary},
+        "error_legend": {"value": error_legend_html(labels.background_class)},
+        "threshold": {"value": settings.threshold, "visible": labels.is_binary},
         "augment": {
             "value": False,
             "label": f"Test-time augmentation: {TTA_HELP[augmentation_views(settings)]}",
         },
         "min_confidence": {"value": settings.min_confidence},
-        "model_info": {"value": model_panel(model, served.info)},
+        "model_info": {"value": model_panel(labels, served.info)},
         "curves": {"value": None if curves is None else str(curves), "visible": curves is not None},
         "card": {"value": model_card_text(served.info)},
-        "highlight": {"value": None, "color_map": class_colors_hex(model)},
+        "highlight": {"value": None, "color_map": class_colors_hex(labels)},
     }
 
 
@@ -266,6 +260,9 @@ def highlight_handler(models: Sequence[ServedModel]) -> Callable[..., Any]:
     by_name = {served.name: served for served in models}
 
     def highlight(image: ImageInput | None, mask_file: str | None, model: str, is_open: bool) -> Any:
+        from unet.demo import DISPLAY_MAX_SIDE, InputError, class_regions, read_image
+        from unet.preprocessing import load_mask, resize_for_model
+
         if not is_open:
             return gr.skip()
         if image is None or mask_file is None or model not in by_name:
@@ -274,7 +271,7 @@ def highlight_handler(models: Sequence[ServedModel]) -> Callable[..., Any]:
             picture = resize_for_model(read_image(image), DISPLAY_MAX_SIDE)
         except InputError:  # the upload changed under the result: nothing to point at
             return None
-        return picture, class_regions(load_mask(mask_file), by_name[model].model, picture.size)
+        return picture, class_regions(load_mask(mask_file), by_name[model].labels, picture.size)
 
     return highlight
 
@@ -573,8 +570,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(format="%(message)s")
     logging.getLogger("unet").setLevel(logging.INFO)  # which weights loaded; not every HTTP request Gradio makes
 
+    # Strict: every network is built before serving, so that one that does not build stops the app. Otherwise the
+    # page is laid out from the models' files alone and answers while they load.
+    catalog = load_catalog if args.strict_weights else describe_catalog
     try:
-        models, warning = load_catalog(
+        models, warning = catalog(
             requested_sources(args.weights),
             strict=args.strict_weights,
             examples_root=EXAMPLES,
@@ -584,15 +584,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(f"error: {error}")
     demo = build_demo(models, warning, downloads=scratch_folder() / "runs")
     launch(demo, args.host, args.port, args.share)
-    # The page answers at once; meanwhile each model's fastest agreeing way to run is chosen (eager until then).
+    # The page answers at once; meanwhile the networks are built and each one's fastest agreeing way to run is
+    # chosen (eager until then).
     stop = threading.Event()
-    chooser = threading.Thread(target=choose_backends, args=(models, stop), name="choose-backends")
-    chooser.start()
+    loader = threading.Thread(target=load_models, args=(models, stop), name="load-models")
+    loader.start()
     try:
         demo.block_thread()
-    finally:  # a stop (SIGTERM, Ctrl-C) waits for the choice to give up, at most an export or a forward pass
+    finally:  # a stop (SIGTERM, Ctrl-C) waits for the loading to give up: a network built, an export, a forward pass
         stop.set()
-        chooser.join()
+        loader.join()
 
 
 if __name__ == "__main__":

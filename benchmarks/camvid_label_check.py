@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image
 
 from unet import Predictor, load_model
+from unet.labels import IGNORE_INDEX
 from unet.metrics import iou
-from unet.preprocessing import IGNORE_INDEX
 
 FRAMES = ("Seq05VD_f02580", "Seq05VD_f02610", "Seq05VD_f02640")
 CAMVID_VOID = 11

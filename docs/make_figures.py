@@ -38,9 +38,10 @@ from unet.augment import train_transform
 from unet.composites import CompositeRecipe, compose, load_sources
 from unet.hub import WeightsError, load_model
 from unet.instances import describe_instances, instances_from_semantic, panoptic_from_semantic
-from unet.model import UNet, default_class_names
+from unet.labels import IGNORE_INDEX, default_class_names
+from unet.model import UNet
 from unet.predict import Predictor
-from unet.preprocessing import IGNORE_INDEX, load_image, load_mask, tensor_to_image
+from unet.preprocessing import load_image, load_mask, tensor_to_image
 from unet.visualize import PALETTE, colorize, legend_image, overlay, plot_curves, side_by_side
 
 EXAMPLES = ROOT / "examples" / "composites"
@@ -409,7 +410,7 @@ def tasks_mask(image: Image.Image, weights: str | None) -> tuple[np.ndarray, lis
     """The mask tasks.png shows, its class names and where it came from: the ground truth, or a model's prediction."""
     if weights is None:
         mask = load_mask(EXAMPLES / "masks" / f"{TASKS_EXAMPLE}.png", num_labels=2)
-        return mask, default_class_names(2), "ground truth"
+        return mask, default_class_names(2, 0), "ground truth"
     model, _ = load_model(weights)
     return Predictor(model).predict(image).mask, model.class_names, "prediction"
 

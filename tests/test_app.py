@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,14 +17,23 @@ import gradio as gr
 import numpy as np
 import pytest
 import torch
-from app_helpers import EXAMPLE_IMAGE, EXAMPLE_MASK, free_port, save_tiny_checkpoint, start_app, stop, wait_until_up
+from app_helpers import (
+    EXAMPLE_IMAGE,
+    EXAMPLE_MASK,
+    ROOT,
+    free_port,
+    save_tiny_checkpoint,
+    start_app,
+    stop,
+    wait_until_up,
+)
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
 import app
 from unet import metrics
-from unet.catalog import ServedModel, load_catalog
+from unet.catalog import ServedModel, describe_catalog, load_catalog, load_models
 from unet.demo import segment
 from unet.hub import WeightsError, load_model
 from unet.model import UNet
@@ -213,9 +227,57 @@ def test_main_exits_with_the_reason_when_no_weights_load(monkeypatch: pytest.Mon
     def fail(sources: list[str], **_) -> None:
         raise WeightsError(f"Could not load folder {sources[0]}: it does not exist")
 
+    monkeypatch.setattr(app, "describe_catalog", fail)
     monkeypatch.setattr(app, "load_catalog", fail)
-    with pytest.raises(SystemExit, match="error: Could not load folder /nowhere: it does not exist"):
-        app.main(["--weights", "/nowhere"])
+    for strict in ([], ["--strict-weights"]):
+        with pytest.raises(SystemExit, match="error: Could not load folder /nowhere: it does not exist"):
+            app.main(["--weights", "/nowhere", *strict])
+
+
+def test_the_page_is_laid_out_without_pytorch(tmp_path: Path) -> None:
+    script = (
+        "import sys, app; models, warning = app.describe_catalog(examples_root=app.EXAMPLES); "
+        "app.build_demo(models, warning); "
+        "print(sorted(name for name in sys.modules if name.partition('.')[0] in {'torch', 'onnxruntime'}))"
+    )
+    env = {**os.environ, "GRADIO_EXAMPLES_CACHE": str(tmp_path / "cache"), "GRADIO_ANALYTICS_ENABLED": "False"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
+
+
+def test_a_request_that_comes_before_its_model_has_loaded_waits_for_it(
+    weights: Path, predictor: Predictor, tmp_path: Path
+) -> None:
+    models, _ = describe_catalog([str(weights)], bundled=())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path / "cache"))
+        blocks = app.build_demo(models)
+    app.launch(blocks, "127.0.0.1", free_port())
+    try:
+        job = Client(blocks.local_url, verbose=False).submit(
+            handle_file(EXAMPLE_IMAGE), None, min_confidence=0.0, api_name="/segment"
+        )
+        time.sleep(1.0)
+        assert not job.done()  # queued behind the model, not refused
+        models[0].load()
+        with Image.open(job.result(timeout=60)[MASK]) as mask_file:
+            np.testing.assert_array_equal(np.asarray(mask_file), segment(predictor, EXAMPLE_IMAGE).mask)
+    finally:
+        blocks.close()
+
+
+def test_a_model_that_does_not_build_tells_its_visitors_and_the_others_serve(weights: Path, tmp_path: Path) -> None:
+    broken = shutil.copytree(weights, tmp_path / "broken")
+    config = json.loads((broken / "config.json").read_text())
+    (broken / "config.json").write_text(json.dumps({**config, "base_width": 8}))  # the weights no longer fit
+    models, warning = describe_catalog([str(weights), str(broken)], bundled=())
+    assert warning is None and [served.name for served in models] == [weights.name, "broken"]  # its files are there
+    load_models(models)
+    run, _, _ = app.handlers(models)
+    with pytest.raises(gr.Error, match=r"The model broken could not be loaded: .*does not fit") as raised:
+        run(str(EXAMPLE_IMAGE), model="broken")
+    assert str(tmp_path) not in str(raised.value)
+    assert run(str(EXAMPLE_IMAGE), model=weights.name)[0] is not None
 
 
 @pytest.mark.slow

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from unet.augment import eval_transform, train_transform
-from unet.preprocessing import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, image_to_tensor
+from unet.labels import IGNORE_INDEX
+from unet.preprocessing import IMAGENET_MEAN, IMAGENET_STD, image_to_tensor
 
 SIZE = 48
 SEEDS = range(1, 9)  # torch.manual_seed(0) happens to draw a rotation too small to bring in any fill pixel

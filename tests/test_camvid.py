@@ -14,7 +14,7 @@ from PIL import Image
 
 from unet.camvid import FetchError, fetch_camvid, main, split_sizes
 from unet.datasets import CAMVID_CLASSES, CAMVID_COLORS, CamVid, MaskError
-from unet.preprocessing import IGNORE_INDEX
+from unet.labels import IGNORE_INDEX
 from unet.train import data_layout
 
 

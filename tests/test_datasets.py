@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from unet.datasets import OxfordPets, PairedFolder
-from unet.preprocessing import IGNORE_INDEX, MaskError, image_to_tensor, load_image
+from unet.labels import IGNORE_INDEX
+from unet.preprocessing import MaskError, image_to_tensor, load_image
 
 
 def _save_image(path: Path, seed: int, size: tuple[int, int] = (6, 4)) -> None:

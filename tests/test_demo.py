@@ -14,23 +14,20 @@ from app_helpers import ROOT, save_tiny_checkpoint
 from PIL import Image
 
 from unet import metrics
-from unet.demo import (
-    DISPLAY_MAX_SIDE,
-    InputError,
+from unet.demo import DISPLAY_MAX_SIDE, InputError, class_regions, scores_markdown, segment
+from unet.describe import (
     card_summary,
     class_colors_hex,
-    class_regions,
     curves_file,
     error_legend_html,
     example_pairs,
     model_card_text,
     model_panel,
-    scores_markdown,
-    segment,
     visitor_text,
     warning_markdown,
 )
 from unet.hub import WeightsInfo, load_model
+from unet.labels import ModelLabels
 from unet.model import UNet
 from unet.predict import Predictor
 from unet.preprocessing import load_mask
@@ -238,6 +235,7 @@ def test_scores_markdown_leaves_out_a_class_absent_from_both_masks() -> None:
 
 def test_model_panel_gives_the_test_scores_and_their_settings(loaded: tuple[UNet, WeightsInfo], tmp_path: Path) -> None:
     model, info = loaded
+    labels = ModelLabels.of(model)
     folder = tmp_path / "weights"
     shutil.copytree(info.folder, folder)
     scores = {"dataset": "composites-test", "num_images": 500, "date": "2026-11-26", "min_confidence": 0.8,
@@ -245,22 +243,22 @@ def test_model_panel_gives_the_test_scores_and_their_settings(loaded: tuple[UNet
               "dice": {"per_class": {"background": 0.98, "foreground": 0.93}, "mean": 0.96},
               "headline": {"iou": 0.87, "dice": 0.93}}  # fmt: skip
     (folder / "eval.json").write_text(json.dumps(scores))
-    panel = model_panel(model, WeightsInfo(source=str(folder), folder=folder))
+    panel = model_panel(labels, WeightsInfo(source=str(folder), folder=folder))
     expected = "IoU **0.8700**, Dice **0.9300** on `composites-test` (500 images, regions of mean probability below 0.8"
     assert expected in panel
     (folder / "eval.json").write_text(json.dumps({**scores, "min_confidence": 0.0}))
-    assert "(500 images), evaluated" in model_panel(model, WeightsInfo(source=str(folder), folder=folder))
+    assert "(500 images), evaluated" in model_panel(labels, WeightsInfo(source=str(folder), folder=folder))
     (folder / "eval.json").write_text(json.dumps({**scores, "tta": "dihedral"}))
     expected = (
         "(500 images, average over the image's eight quarter turns and mirror images (eight times the time), "
         "regions of mean probability below 0.8"
     )
-    assert expected in model_panel(model, WeightsInfo(source=str(folder), folder=folder))
+    assert expected in model_panel(labels, WeightsInfo(source=str(folder), folder=folder))
 
 
 def test_model_panel_names_the_weights_without_their_path(loaded: tuple[UNet, WeightsInfo]) -> None:
     model, info = loaded
-    panel = model_panel(model, info)
+    panel = model_panel(ModelLabels.of(model), info)
     assert f"local folder `{info.folder.name}`" in panel and str(info.folder.parent) not in panel
     assert "U-Net, binary (background, foreground), base width 4, depth 2" in panel
     assert "Not in its folder" in panel and "training_args.json" in panel
@@ -314,7 +312,8 @@ def test_class_regions_are_one_map_a_class_largest_first_without_the_background(
     model = UNet(num_classes=3, base_width=4, depth=2, class_names=["background", "cat", "dog"])
     mask = np.zeros((4, 6), dtype=np.uint8)
     mask[:, :2], mask[:, 3:] = 1, 2  # cat 8 pixels, dog 12
-    regions = class_regions(mask, model, (3, 2))  # shown at half size
+    regions = class_regions(mask, ModelLabels.of(model), (3, 2))  # shown at half size
     assert [name for _, name in regions] == ["dog", "cat"]
     np.testing.assert_array_equal(regions[0][0], [[0, 1, 1], [0, 1, 1]])
-    assert class_colors_hex(model)["cat"].startswith("#") and len(class_colors_hex(model)) == 3
+    colors = class_colors_hex(ModelLabels.of(model))
+    assert colors["cat"].startswith("#") and len(colors) == 3

@@ -24,9 +24,9 @@ from unet.evaluate import (
     pick_cases,
     write_report,
 )
+from unet.labels import IGNORE_INDEX
 from unet.model import UNet
 from unet.predict import Predictor
-from unet.preprocessing import IGNORE_INDEX
 from unet.visualize import legend_image, side_by_side
 
 # name: (width, height, foreground box (left, top, right, bottom), ignored rows (top, bottom) or None)

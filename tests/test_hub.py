@@ -335,7 +335,7 @@ def test_the_catalog_leaves_out_what_fails_and_says_so_without_server_addresses(
         ["nobody/nothing", f"{REPO}@{sha(stand_in, 'main')}", str(tmp_path / "missing")], bundled=[checkpoints["dev"]]
     )
     assert [entry.name for entry in served] == ["dev", f"{REPO}@{sha(stand_in, 'main')}"]
-    assert torch.allclose(outputs(served[1].model), outputs(load_model(checkpoints["main"])[0]), atol=1e-6)
+    assert torch.allclose(outputs(served[1].predictor.model), outputs(load_model(checkpoints["main"])[0]), atol=1e-6)
     assert "repository nobody/nothing not found" in warning and "missing' is neither an existing folder" in warning
     assert stand_in.url not in warning and str(tmp_path) not in warning  # the log has them, the page does not
     with pytest.raises(WeightsError, match="repository nobody/nothing not found"):

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from unet.labels import IGNORE_INDEX
 from unet.losses import SegmentationLoss, median_frequency_weights
-from unet.preprocessing import IGNORE_INDEX
 
 
 def test_median_frequency_weights_by_hand():

@@ -20,10 +20,10 @@ from unet import load_model
 from unet.architectures import save_model
 from unet.datasets import CAMVID_CLASSES, CAMVID_COLORS
 from unet.demo import segment
+from unet.labels import IGNORE_INDEX, ModelLabels
 from unet.lite_unet import LiteUNet
 from unet.postprocess import drop_unsure_regions
 from unet.predict import Predictor
-from unet.preprocessing import IGNORE_INDEX
 from unet.visualize import color_table, error_map, overlay
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -197,7 +197,7 @@ def test_push_dry_run_writes_a_card_for_the_street_model(trained: Path, tmp_path
 
 
 def test_each_model_gets_its_own_examples(tmp_path: Path) -> None:
-    from unet.demo import example_pairs, examples_folder
+    from unet.describe import example_pairs, examples_folder
     from unet.hub import WeightsInfo
     from unet.model import UNet
     from unet.preprocessing import load_mask
@@ -205,10 +205,10 @@ def test_each_model_gets_its_own_examples(tmp_path: Path) -> None:
     examples = Path(__file__).resolve().parent.parent / "examples"
     street = LiteUNet(num_classes=11, decoder_widths=(8, 8, 8, 8))
     bundled = WeightsInfo(source="checkpoints/camvid", folder=Path("checkpoints/camvid"))
-    assert examples_folder(examples, street, bundled) == examples / "camvid"
+    assert examples_folder(examples, ModelLabels.of(street), bundled) == examples / "camvid"
     elsewhere = WeightsInfo(source="mine", folder=tmp_path)
-    assert examples_folder(examples, street, elsewhere) is None  # no clip art for a street model
-    assert examples_folder(examples, UNet(base_width=4, depth=2), elsewhere) == examples / "composites"
+    assert examples_folder(examples, ModelLabels.of(street), elsewhere) is None  # no clip art for a street model
+    assert examples_folder(examples, ModelLabels.of(UNet(base_width=4, depth=2)), elsewhere) == examples / "composites"
     pairs = example_pairs(examples / "camvid")
     assert len(pairs) == 8
     for image, mask in pairs:
@@ -218,32 +218,32 @@ def test_each_model_gets_its_own_examples(tmp_path: Path) -> None:
 
 
 def test_the_class_legend_names_every_class_in_its_colour() -> None:
-    from unet.demo import class_legend_html
+    from unet.describe import class_legend_html
 
     street = LiteUNet(num_classes=11, decoder_widths=(8, 8, 8, 8), class_names=list(CAMVID_CLASSES),
                       class_colors=list(CAMVID_COLORS))  # fmt: skip
-    legend = class_legend_html(street)
+    legend = class_legend_html(ModelLabels.of(street))
     assert legend.count("background:#") == 11 and "background:#804080" in legend  # the road's (128, 64, 128)
     assert "sign/symbol" in legend and "sky" in legend
 
 
 def test_the_page_says_what_the_model_segments() -> None:
-    from unet.demo import model_summary
+    from unet.describe import model_summary
     from unet.model import UNet
 
     street = LiteUNet(num_classes=11, decoder_widths=(8, 8, 8, 8), class_names=list(CAMVID_CLASSES))
-    assert model_summary(street) == (
+    assert model_summary(ModelLabels.of(street)) == (
         "This model labels every pixel as one of 11 classes: sky, building, pole, road, pavement, tree, "
         "sign/symbol, fence, car, pedestrian, bicyclist."
     )
     assert (
-        model_summary(UNet(base_width=4, depth=2))
+        model_summary(ModelLabels.of(UNet(base_width=4, depth=2)))
         == "This model finds the foreground (one class against the background)."
     )
 
 
 def test_the_error_legend_speaks_of_classes_without_a_background() -> None:
-    from unet.demo import error_legend_html
+    from unet.describe import error_legend_html
     from unet.visualize import error_legend
 
     assert [label for label, _ in error_legend(None)] == ["right class", "wrong class", "left unlabelled", "ignored"]

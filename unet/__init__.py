@@ -3,15 +3,15 @@
 from importlib import import_module
 from typing import Any
 
-from unet.model import UNet
-
 # Imported on first use, so `python -m unet.publish` or `python -m unet.predict` do not find their own module already
-# imported by the package (runpy warns about that), and `import unet` stays light.
+# imported by the package (runpy warns about that), and `import unet` stays light: without PyTorch, until a name
+# that needs it is used.
 _LAZY = {
     "Prediction": "unet.predict",
     "Predictor": "unet.predict",
     "WeightsError": "unet.hub",
     "WeightsInfo": "unet.hub",
+    "UNet": "unet.model",
     "load_model": "unet.hub",
 }
 

@@ -18,7 +18,8 @@ from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from unet.preprocessing import IGNORE_INDEX, image_to_tensor
+from unet.labels import IGNORE_INDEX
+from unet.preprocessing import image_to_tensor
 
 
 class RandomJpeg:

@@ -16,7 +16,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from unet.preprocessing import IGNORE_INDEX, ImageError, MaskError, image_to_tensor, load_image, load_mask
+from unet.labels import IGNORE_INDEX
+from unet.preprocessing import ImageError, MaskError, image_to_tensor, load_image, load_mask
 
 T = TypeVar("T")
 Transform = Callable[[Image.Image, np.ndarray], tuple[torch.Tensor, torch.Tensor]]

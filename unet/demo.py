@@ -1,4 +1,5 @@
-"""The demo's logic without any Gradio layout: segment an upload, score it against a ground truth, describe the model.
+"""The demo's logic without any Gradio layout: segment an upload and score it against a ground truth (what the page
+says about the model is `unet.describe`).
 
 Every function takes plain values (file paths, PIL images, numbers) and returns plain values, so `app.py` only lays
 out the page and the tests call these directly. Input the demo cannot use raises `InputError`, whose message is
@@ -7,9 +8,6 @@ written for the person at the page (what is wrong, what to do); `app.py` shows i
 
 from __future__ import annotations
 
-import html
-import json
-import re
 import shutil
 import tempfile
 import time
@@ -19,24 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from huggingface_hub import ModelCard
 from PIL import Image
 
-from unet.hub import BUNDLED_WEIGHTS, CARD_FILE, CONFIG_FILE, WeightsInfo
-from unet.metrics import confusion_counts, dice_from_counts, iou_from_counts, score_cell, score_table, summary
-from unet.model import UNet
+from unet.describe import score_cell, score_table
+from unet.labels import ModelLabels
+from unet.metrics import confusion_counts, dice_from_counts, iou_from_counts, summary
 from unet.predict import TTA_VIEWS, Predictor, class_shares, foreground_share
 from unet.preprocessing import ImageError, MaskError, load_image, load_mask, mask_to_image, resize_for_model
-from unet.publish import recorded_tta
-from unet.settings import TTA_HELP
-from unet.visualize import color_table, error_legend, error_map, overlay
+from unet.visualize import error_map, overlay
 
 # A 4096 x 4096 upload already takes seconds on a small CPU server; larger photos are refused with a message.
 MAX_PIXELS = 4096 * 4096
 DISPLAY_MAX_SIDE = 1024  # pictures are drawn at most this large; the mask download keeps the upload's full size
 DOWNLOADS_MAX_AGE_S = 3600.0  # download files older than this are deleted (Gradio serves its own copies)
 DOWNLOADS_MAX_BYTES = 500 * 1024 * 1024  # and the oldest beyond this much in all
-EXAMPLE_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 ImageInput = str | Path | Image.Image | Mapping[str, Any]
 
@@ -208,74 +202,14 @@ def scores_markdown(scores: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
-_SWATCH = (
-    '<span style="display:inline-block;width:0.9em;height:0.9em;background:{};border:1px solid #444;'
-    'vertical-align:middle;margin:0 0.3em 0 0.8em"></span>{}'
-)
-
-
-def error_legend_html(background_class: int | None = 0) -> str:
-    """The error map's legend as HTML: a colour swatch and a label for each kind of pixel."""
-    items = "".join(_SWATCH.format(color, label) for label, color in error_legend(background_class))
-    dimmed = '<span style="margin-left:0.8em">(true negatives: dimmed)</span>' if background_class is not None else ""
-    return f'<div style="font-size:0.9em">{items}{dimmed}</div>'
-
-
-def card_summary(card: str | None) -> str | None:
-    """The one-line summary of a model card: the quoted paragraph (`> ...`) that opens its text after the title
-    (`unet.publish.build_model_card` puts it there), or None when the card has none."""
-    if not card:
-        return None
-    text = card.partition("\n---\n")[2] if card.startswith("---\n") else card  # after the YAML metadata
-    paragraphs = [paragraph.strip() for paragraph in text.split("\n\n") if paragraph.strip()]
-    for paragraph in paragraphs[:2]:  # the title, then the summary
-        lines = paragraph.splitlines()
-        if all(line.startswith(">") for line in lines):
-            return " ".join(line[1:].strip() for line in lines)
-    return None
-
-
-_URL = re.compile(r"https?://[^\s'\"`<>)]+")
-_PATH = re.compile(r"(?<![\w.~/])/(?:[^\s/'\"`():,;]+/)*[^\s/'\"`():,;]*")
-
-
-def visitor_text(text: str) -> str:
-    """`text` fit for a visitor's eyes: server paths shortened to their last part, addresses (such as the Hub
-    endpoint a server was given) hidden. The log keeps the full text."""
-    text = _URL.sub("(address hidden)", text)
-    return _PATH.sub(lambda match: next((part for part in reversed(match[0].split("/")) if part), "/"), text)
-
-
-def model_summary(model: UNet) -> str:
-    """One sentence for the top of the page: what the served model tells apart."""
-    named = [name for index, name in enumerate(model.class_names) if index != model.background_class]
-    if model.is_binary:
-        return f"This model finds the {named[0]} (one class against the background)."
-    return f"This model labels every pixel as one of {len(named)} classes: {', '.join(named)}."
-
-
-def class_legend_html(model: UNet) -> str:
-    """The model's classes as HTML: each name beside the colour every overlay draws it in (its background, which
-    the overlays leave as the photo, is not listed)."""
-    colors = class_colors_hex(model)
-    entries = [(name, colors[name]) for index, name in enumerate(model.class_names) if index != model.background_class]
-    items = "".join(_SWATCH.format(color, html.escape(name)) for name, color in entries)
-    return f'<div style="font-size:0.9em">Classes:{items}</div>'
-
-
-def class_colors_hex(model: UNet) -> dict[str, str]:
-    """Each class name and the colour every overlay draws it in, as "#rrggbb"."""
-    table = color_table(model.class_colors)
-    return {name: "#{:02x}{:02x}{:02x}".format(*table[index]) for index, name in enumerate(model.class_names)}
-
-
-def class_regions(mask: np.ndarray, model: UNet, size: tuple[int, int]) -> list[tuple[np.ndarray, str]]:
+def class_regions(mask: np.ndarray, labels: ModelLabels, size: tuple[int, int]) -> list[tuple[np.ndarray, str]]:
     """A (H, W) float 0/1 map and the class name for every class in `mask` but the background, largest first, at
     `size` (width, height): what `gr.AnnotatedImage` highlights a class by."""
     shown = np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST))
-    counts = np.bincount(shown.ravel(), minlength=model.num_labels)[: model.num_labels]
-    order = [index for index in np.argsort(-counts, kind="stable") if counts[index] and index != model.background_class]
-    return [((shown == index).astype(np.float32), model.class_names[index]) for index in order]
+    counts = np.bincount(shown.ravel(), minlength=labels.num_labels)[: labels.num_labels]
+    background = labels.background_class
+    order = [index for index in np.argsort(-counts, kind="stable") if counts[index] and index != background]
+    return [((shown == index).astype(np.float32), labels.class_names[index]) for index in order]
 
 
 def prune_downloads(folder: Path, max_age_s: float = DOWNLOADS_MAX_AGE_S, max_bytes: int = DOWNLOADS_MAX_BYTES) -> None:
@@ -434,152 +368,3 @@ def redraw(
         table=scores_markdown(scores),
         mask_file=mask_file,
     )
-
-
-def example_pairs(folder: str | Path) -> list[tuple[Path, Path]]:
-    """(image, mask) pairs from `folder/images/*` and `folder/masks/<same stem>.png`, sorted; images without a mask
-    are left out.
-
-    Args:
-        folder: A folder holding `images/` and `masks/`.
-    """
-    folder = Path(folder)
-    pairs = []
-    for image in sorted((folder / "images").glob("*")):
-        mask = folder / "masks" / f"{image.stem}.png"
-        if image.suffix.lower() in EXAMPLE_IMAGE_SUFFIXES and mask.is_file():
-            pairs.append((image, mask))
-    return pairs
-
-
-def examples_folder(root: str | Path, model: UNet, info: WeightsInfo) -> Path | None:
-    """The examples for a model: `root/<name of its bundled folder>` (examples/camvid for checkpoints/camvid), else,
-    for a binary model, the composites' (`root/composites`), else none: a street scene is no example for a model
-    of something else.
-    """
-    root = Path(root)
-    own = root / info.folder.name
-    if info.repo_id is None and (own / "images").is_dir():
-        return own
-    return root / "composites" if model.is_binary and (root / "composites").is_dir() else None
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The model panel
-
-
-def _read_json(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """The JSON object in `path`, or None and why not."""
-    if not path.is_file():
-        return None, f"no {path.name}"
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        return None, f"{path.name} is unreadable ({error})"
-    if not isinstance(content, dict):
-        return None, f"{path.name} does not hold a JSON object"
-    return content, None
-
-
-def _card(info: WeightsInfo) -> ModelCard | None:
-    """The parsed model card, or None when there is none."""
-    return ModelCard(info.card, ignore_metadata_errors=True) if info.card else None
-
-
-def _weights_line(info: WeightsInfo) -> str:
-    """Where the weights came from, for visitors: a Hub repo and commit, or a folder's name (never its path)."""
-    if info.repo_id is not None:
-        return f"Hugging Face Hub repo `{info.repo_id}`, revision `{info.revision}`, commit `{info.commit}`"
-    if info.folder.resolve().parent == BUNDLED_WEIGHTS.resolve().parent:
-        return f"the bundled model `checkpoints/{info.folder.name}`"
-    return f"local folder `{info.folder.name}`"
-
-
-def _network_line(model: UNet, config: dict[str, Any] | None) -> str:
-    parameters = sum(parameter.numel() for parameter in model.parameters())
-    kind = "binary" if model.is_binary else f"{model.num_labels}-class"
-    details = ""
-    if config:
-        shown = ("encoder", "decoder_widths", "base_width", "depth", "upsampling", "norm")
-        details = ", " + ", ".join(f"{key.replace('_', ' ')} {config[key]}" for key in shown if key in config)
-    classes = ", ".join(model.class_names)
-    return f"U-Net, {kind} ({classes}){details}; {parameters:,} parameters"
-
-
-def _training_line(info: WeightsInfo, card: ModelCard | None) -> str:
-    arguments, problem = _read_json(info.folder / "training_args.json")
-    if arguments and arguments.get("data"):
-        return f"`{arguments['data']}` (from training_args.json)"
-    datasets = getattr(card.data, "datasets", None) if card else None
-    if datasets:
-        return ", ".join(f"`{name}`" for name in datasets) + " (from the model card)"
-    return f"not recorded ({problem or 'training_args.json names no data'}, and the model card names no data set)"
-
-
-def _eval_section(info: WeightsInfo, card: ModelCard | None) -> str:
-    scores, problem = _read_json(info.folder / "eval.json")
-    if scores and isinstance(scores.get("iou"), dict) and isinstance(scores.get("dice"), dict):
-        headline = scores.get("headline", {})
-        dropped = scores.get("min_confidence") or 0
-        tta = recorded_tta(scores)
-        views = "" if tta == "none" else f", {TTA_HELP[tta]}"
-        regions = f", regions of mean probability below {dropped} dropped" if dropped > 0 else ""
-        where = (
-            f"on `{scores.get('dataset', '?')}` ({scores.get('num_images', '?')} images"
-            f"{views}{regions}), evaluated {scores.get('date', '?')} (eval.json)"
-        )
-        mean = "m" if len(scores["iou"].get("per_class", {})) > 2 else ""  # the headline of many classes: their mean
-        accuracy = scores.get("accuracy") if mean else None
-        extra = f", global pixel accuracy **{score_cell(accuracy.get('global'))}**" if accuracy else ""
-        return (
-            f"**Test scores:** {mean}IoU **{score_cell(headline.get('iou'))}**, "
-            f"{mean}Dice **{score_cell(headline.get('dice'))}**"
-            f"{extra} {where}\n\n" + score_table(scores)
-        )
-    results = getattr(card.data, "eval_results", None) if card else None
-    if results:
-        listed = ", ".join(f"{result.metric_name} {score_cell(result.metric_value)}" for result in results[:4])
-        return f"**Test scores** on `{results[0].dataset_name}` (from the model card): {listed}"
-    return f"**Test scores:** none found ({problem}, and the model card lists no scores)."
-
-
-def model_panel(model: UNet, info: WeightsInfo) -> str:
-    """Markdown for the model panel: which weights, the network, its training data and its test scores.
-
-    Args:
-        model: The loaded network.
-        info: Where its weights came from (`load_model`).
-    """
-    card = _card(info)
-    config, _ = _read_json(info.folder / CONFIG_FILE)
-    parts = [
-        f"**Weights:** {_weights_line(info)}",
-        f"**Network:** {_network_line(model, config)}",
-        f"**Trained on:** {_training_line(info, card)}",
-        _eval_section(info, card),
-    ]
-    if info.repo_id is None:  # a local folder: say which of the files a checkpoint ships with are missing
-        expected = (CARD_FILE, "training_args.json", "eval.json", "curves.png")
-        missing = [name for name in expected if not (info.folder / name).is_file()]
-        if missing:
-            parts.append(f"Not in its folder: {', '.join(missing)}.")
-    return "\n\n".join(parts)
-
-
-def model_card_text(info: WeightsInfo) -> str:
-    """The model card's text without its YAML metadata, or a line saying there is none."""
-    card = _card(info)
-    if card is None:
-        return f"No model card ({CARD_FILE}) came with these weights."
-    return card.text.strip() or f"The model card ({CARD_FILE}) holds metadata only."
-
-
-def curves_file(info: WeightsInfo) -> Path | None:
-    """The training curves picture beside the weights, or None."""
-    path = info.folder / "curves.png"
-    return path if path.is_file() else None
-
-
-def warning_markdown(warning: str | None) -> str:
-    """The banner at the top of the page when some weights did not load (`unet.catalog.load_catalog`)."""
-    return "" if not warning else f"⚠️ **{warning}**"

@@ -40,9 +40,9 @@ from tqdm import tqdm
 
 from unet.datasets import CAMVID_SPLITS, CamVid, PairedFolder
 from unet.hub import WeightsError, add_weights_argument, load_model, resolve_weights
+from unet.labels import IGNORE_INDEX
 from unet.metrics import confusion_counts, dice_from_counts, iou_from_counts, summary
 from unet.predict import Predictor, add_inference_arguments, inference_settings
-from unet.preprocessing import IGNORE_INDEX
 from unet.visualize import error_legend, error_map, legend_image, overlay, side_by_side
 
 CSV_COLUMNS = ("image", "iou", "dice", "foreground_share_true", "foreground_share_pred")

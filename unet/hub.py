@@ -2,7 +2,9 @@
 
 A weights folder is what `UNet.save_pretrained` writes: `config.json` (the constructor arguments) beside
 `model.safetensors`. `load_model` takes such a folder or a Hub repo id `user/name[@revision]`; every failure becomes
-a `WeightsError` that says what happened and what to do. Every CLI chooses weights the same way
+a `WeightsError` that says what happened and what to do. It is two steps, which the app takes apart:
+`fetch_weights` finds (or downloads) the files without importing PyTorch, `build_model` builds the network from
+them. Every CLI chooses weights the same way
 (`--weights`, else `$UNET_WEIGHTS`, else the bundled street-scene model `checkpoints/camvid/`); the app serves
 several (`unet.catalog`). Publishing weights with their model card is `unet.publish`.
 """
@@ -15,15 +17,17 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import os
 import re
+import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx2
 from huggingface_hub import (
@@ -45,12 +49,11 @@ from huggingface_hub.errors import (
 from huggingface_hub.file_download import _CACHED_NO_EXIST
 from huggingface_hub.utils import tqdm as hf_tqdm
 from huggingface_hub.utils import validate_repo_id
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
-from unet.architectures import ARCHITECTURE_KEY, constructor_arguments, model_class
-from unet.model import UNet
 from unet.settings import SETTINGS_FILE, InferenceSettings
+
+if TYPE_CHECKING:
+    from unet.architectures import Model
 
 log = logging.getLogger("unet.hub")
 
@@ -162,8 +165,30 @@ def load_model(
     endpoint: str | None = None,
     cache_dir: str | Path | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
-) -> tuple[UNet, WeightsInfo]:
-    """Load a U-Net in eval mode from a weights folder or a Hub repo, strictly and from safetensors only.
+) -> tuple[Model, WeightsInfo]:
+    """Load a network in eval mode from a weights folder or a Hub repo, strictly and from safetensors only: the
+    files (`fetch_weights`, whose arguments these are), then the network (`build_model`).
+
+    Returns:
+        The model and where it came from (`WeightsInfo`, with the resolved commit for a Hub load).
+
+    Raises:
+        WeightsError: When anything fails; the message names the cause and what to do.
+    """
+    info = fetch_weights(source, revision, endpoint=endpoint, cache_dir=cache_dir, timeout_s=timeout_s)
+    return build_model(info), info
+
+
+def fetch_weights(
+    source: str | Path,
+    revision: str | None = None,
+    *,
+    endpoint: str | None = None,
+    cache_dir: str | Path | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> WeightsInfo:
+    """Find a weights folder, or download a Hub repo's into the cache, and read its settings and card: everything
+    but the network, so without PyTorch.
 
     `HF_ENDPOINT`, `HF_HUB_CACHE` and `HF_HUB_OFFLINE` are read when this is called (huggingface_hub itself reads
     them once, at import), so they can be set late by a test or an app.
@@ -180,17 +205,18 @@ def load_model(
             answer, fails after this long (the client alone retries some errors for ~23 s).
 
     Returns:
-        The model and where it came from (`WeightsInfo`, with the resolved commit for a Hub load).
+        Where the files are (`WeightsInfo.folder`), with the resolved commit for a Hub repo.
 
     Raises:
-        WeightsError: When anything fails; the message names the cause and what to do.
+        WeightsError: When a file is missing, unreadable or does not arrive; the message names the cause and what
+            to do.
     """
     folder = Path(source).expanduser()
     if isinstance(source, Path) or folder.is_dir():
         if revision is not None:
             raise WeightsError(f"revision={revision!r} applies to Hub repos, but {source} is a local folder")
         try:
-            return _load_local(folder, str(source))
+            return _fetch_local(folder, str(source))
         except WeightsError as error:
             raise WeightsError(f"Could not load folder {folder}: {error}") from error
     repo_id, _, pinned = source.partition("@")
@@ -210,9 +236,24 @@ def load_model(
         timeout_s=timeout_s,
     )
     try:
-        return _load_from_hub(job, source)
+        return _fetch_from_hub(job, source)
     except WeightsError as error:
         raise WeightsError(f"Could not load {job.where} from {job.endpoint}: {error}") from error
+
+
+def build_model(info: WeightsInfo) -> Model:
+    """The network of fetched weights (`fetch_weights`), built from its config and loaded strictly, in eval mode.
+
+    Raises:
+        WeightsError: When the config describes no network or the weights do not fit it.
+    """
+    try:
+        model = _build_model(info.folder / CONFIG_FILE, info.folder / WEIGHTS_FILE)
+    except WeightsError as error:
+        where = f"folder {info.folder}" if info.repo_id is None else info.describe()
+        raise WeightsError(f"Could not load {where}: {error}") from error
+    log.info("Loaded weights %s", info.describe())
+    return model
 
 
 def is_repo_id(text: str) -> bool:
@@ -224,17 +265,15 @@ def is_repo_id(text: str) -> bool:
     return "/" in text
 
 
-def _load_local(folder: Path, source: str) -> tuple[UNet, WeightsInfo]:
-    """Load a weights folder on disk."""
+def _fetch_local(folder: Path, source: str) -> WeightsInfo:
+    """A weights folder on disk, once its files are there."""
     if not folder.is_dir():
         raise WeightsError("it does not exist")
     files = sorted(path.name for path in folder.iterdir() if path.is_file())
     if CONFIG_FILE not in files or WEIGHTS_FILE not in files:
         raise WeightsError(_missing_files_message("the folder", files, WEIGHTS_FILE))
-    model = _build_model(folder / CONFIG_FILE, folder / WEIGHTS_FILE)
     settings = _read_settings(folder / SETTINGS_FILE)
-    log.info("Loaded weights from local folder %s", folder)
-    return model, WeightsInfo(source=source, folder=folder, card=_read_card(folder / CARD_FILE), settings=settings)
+    return WeightsInfo(source=source, folder=folder, card=_read_card(folder / CARD_FILE), settings=settings)
 
 
 def _read_settings(path: Path) -> InferenceSettings:
@@ -245,8 +284,15 @@ def _read_settings(path: Path) -> InferenceSettings:
         raise WeightsError(f"{error}; fix or delete it (a folder without one uses the library's defaults)") from error
 
 
-def _build_model(config_path: Path, weights_path: Path) -> UNet:
-    """`UNet(**config)` with the safetensors weights loaded strictly, in eval mode."""
+def _build_model(config_path: Path, weights_path: Path) -> Model:
+    """The network `config.json` names, with the safetensors weights loaded strictly, in eval mode."""
+    # Imported here, where a network is built: finding and downloading weights needs no PyTorch (about 3 s to import).
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from unet.architectures import ARCHITECTURE_KEY, constructor_arguments, model_class
+    from unet.model import UNet
+
     try:
         config = json.loads(config_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -335,6 +381,29 @@ def _missing_files_message(where: str, files: Sequence[str] | None, not_found: s
     )
 
 
+# Batch norm's running statistics are stored beside the weights but are not learned parameters.
+_BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+_MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+def parameter_count(weights: Path) -> int | None:
+    """The learned parameters in a safetensors file, counted from its JSON header alone (no tensor is read, and
+    no PyTorch imported); None when the file has no readable header."""
+    try:
+        with weights.open("rb") as stream:
+            (length,) = struct.unpack("<Q", stream.read(8))
+            if length > _MAX_HEADER_BYTES:
+                return None
+            header = json.loads(stream.read(length))
+        return sum(
+            math.prod(entry["shape"])
+            for name, entry in header.items()
+            if name != "__metadata__" and not name.endswith(_BUFFER_SUFFIXES)
+        )
+    except (OSError, struct.error, ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
 def _read_card(path: Path) -> str | None:
     return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
 
@@ -399,8 +468,9 @@ class _Progress:
         return Bar
 
 
-def _load_from_hub(job: _HubJob, source: str) -> tuple[UNet, WeightsInfo]:
-    """Download config and weights (given up after `job.timeout_s` of silence), then build the model from the cache."""
+def _fetch_from_hub(job: _HubJob, source: str) -> WeightsInfo:
+    """Download config and weights into the cache (given up after `job.timeout_s` of silence), with the repo's
+    settings and card."""
     if job.offline:
         log.info("HF_HUB_OFFLINE is set: loading %s from the local cache only", job.where)
     else:
@@ -411,11 +481,10 @@ def _load_from_hub(job: _HubJob, source: str) -> tuple[UNet, WeightsInfo]:
             job.timeout_s,
         )
     try:
-        config_path, weights_path = _while_progressing(partial(_download_weights, job), job)
+        config_path, _ = _while_progressing(partial(_download_weights, job), job)
     except (HfHubHTTPError, httpx2.HTTPError, OSError) as error:
         raise WeightsError(_explain(error, job)) from error
     commit = config_path.parent.name  # the cache keeps files under snapshots/<commit sha>/
-    model = _build_model(config_path, weights_path)
     settings = _read_settings(config_path.parent / SETTINGS_FILE)  # downloaded with the weights, if the repo has it
     card = _download_card(job, commit)
     info = WeightsInfo(
@@ -427,8 +496,7 @@ def _load_from_hub(job: _HubJob, source: str) -> tuple[UNet, WeightsInfo]:
         card=card,
         settings=settings,
     )
-    log.info("Loaded weights %s", info.describe())
-    return model, info
+    return info
 
 
 def _download_weights(job: _HubJob) -> tuple[Path, Path]:

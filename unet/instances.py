@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from unet.preprocessing import IGNORE_INDEX
+from unet.labels import IGNORE_INDEX
 
 
 def connected_components(mask: np.ndarray, connectivity: int = 8) -> tuple[np.ndarray, int]:

@@ -25,6 +25,7 @@ from huggingface_hub import PyTorchModelHubMixin
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from unet.labels import default_class_names
 from unet.model import Normalization, Up
 
 # (repeats, kernel, stride, expand ratio, output channels) of each stage of EfficientNet-Lite0, after a 32-channel
@@ -149,14 +150,14 @@ class LiteUNet(
             raise ValueError(f"decoder_widths gives the 4 levels at strides 16, 8, 4, 2; got {list(decoder_widths)}")
         self.in_channels = in_channels
         self.num_classes = num_classes
-        self.class_names = list(class_names) if class_names else [f"class_{i}" for i in range(num_classes)]
+        if background_class is not None and not 0 <= background_class < num_classes:
+            raise ValueError(f"background_class must be a class index or None, got {background_class}")
+        self.class_names = list(class_names) if class_names else default_class_names(num_classes, background_class)
         if len(self.class_names) != num_classes:
             raise ValueError(f"class_names has {len(self.class_names)} names but the model predicts {num_classes}")
         self.class_colors = [tuple(color) for color in class_colors] if class_colors else None
         if self.class_colors is not None and len(self.class_colors) != num_classes:
             raise ValueError(f"class_colors has {len(self.class_colors)} colours for {num_classes} classes")
-        if background_class is not None and not 0 <= background_class < num_classes:
-            raise ValueError(f"background_class must be a class index or None, got {background_class}")
         self.background_class = background_class
 
         self.encoder = LiteEncoder(in_channels)

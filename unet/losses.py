@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unet.labels import IGNORE_INDEX
 from unet.metrics import soft_dice_loss
-from unet.preprocessing import IGNORE_INDEX
 
 
 class SegmentationLoss(nn.Module):

@@ -330,25 +330,3 @@ def soft_dice_loss(
     total = probs.sum(dims) + one_hot.sum(dims)  # (C,)
     soft_dice = (2 * intersection + eps) / (total + eps)
     return 1 - soft_dice.mean()
-
-
-def score_cell(value: float | None) -> str:
-    """A score as the tables show it: four decimals, or a dash for a class without one."""
-    return "—" if value is None else f"{value:.4f}"
-
-
-def score_table(report: dict[str, Any], absent: str = "dash") -> str:
-    """A `summary` report as a Markdown table: IoU and Dice a class, then their means in bold. The page, the model
-    panel and the model card all show scores this way.
-
-    Args:
-        report: `summary`'s report (or an eval.json, which holds one).
-        absent: What becomes of a class in neither mask (no score): "dash" shows it with dashes, "omit" leaves it out.
-    """
-
-    rows = ["| class | IoU | Dice |", "|:--|--:|--:|"]
-    for name, iou in report["iou"]["per_class"].items():
-        if iou is not None or absent == "dash":
-            rows.append(f"| {name} | {score_cell(iou)} | {score_cell(report['dice']['per_class'].get(name))} |")
-    rows.append(f"| **mean** | **{score_cell(report['iou']['mean'])}** | **{score_cell(report['dice']['mean'])}** |")
-    return "\n".join(rows)

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from unet.labels import default_class_names
+
 Upsampling = Literal["bilinear", "transpose"]
 Normalization = Literal["batch", "group", "none"]
 
@@ -67,13 +69,6 @@ class Up(nn.Module):
         return self.conv(torch.cat([skip, x], dim=1))  # (B, C_skip + C, 2h, 2w) -> (B, C_out, 2h, 2w)
 
 
-def default_class_names(num_labels: int) -> list[str]:
-    """'background', 'foreground' for two classes; 'background', 'class_1', 'class_2', ... for more."""
-    if num_labels == 2:
-        return ["background", "foreground"]
-    return ["background", *(f"class_{i}" for i in range(1, num_labels))]
-
-
 class UNet(
     nn.Module,
     PyTorchModelHubMixin,
@@ -122,7 +117,9 @@ class UNet(
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.depth = depth
-        self.class_names = list(class_names) if class_names else default_class_names(self.num_labels)
+        if background_class is not None and not 0 <= background_class < self.num_labels:
+            raise ValueError(f"background_class must be a class index or None, got {background_class}")
+        self.class_names = list(class_names) if class_names else default_class_names(self.num_labels, background_class)
         if len(self.class_names) != self.num_labels:
             raise ValueError(
                 f"class_names has {len(self.class_names)} names but the model predicts {self.num_labels} classes"
@@ -130,8 +127,6 @@ class UNet(
         self.class_colors = [tuple(color) for color in class_colors] if class_colors else None
         if self.class_colors is not None and len(self.class_colors) != self.num_labels:
             raise ValueError(f"class_colors has {len(self.class_colors)} colours for {self.num_labels} classes")
-        if background_class is not None and not 0 <= background_class < self.num_labels:
-            raise ValueError(f"background_class must be a class index or None, got {background_class}")
         self.background_class = background_class
 
         widths = [base_width * 2**level for level in range(depth + 1)]  # e.g. 16, 32, 64, 128, 256

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from unet.instances import connected_components
-from unet.preprocessing import IGNORE_INDEX
+from unet.labels import IGNORE_INDEX
 
 
 def drop_unsure_regions(

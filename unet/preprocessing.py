@@ -17,12 +17,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from unet.labels import IGNORE_INDEX
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 ALPHA_BACKGROUND = (255, 255, 255)  # transparent pixels are composited onto white
 MAX_IMAGE_PIXELS = 40_000_000  # about 8000 x 5000: larger images are refused before they are decoded
 _JPEG_START = b"\xff\xd8\xff"
-IGNORE_INDEX = 255  # mask value for pixels that count for no class (the Pascal VOC border convention)
 
 ImageSource = str | Path | bytes | BinaryIO | Image.Image
 

@@ -24,6 +24,7 @@ import httpx2
 from huggingface_hub import EvalResult, HfApi, ModelCardData, constants
 
 from unet.architectures import ARCHITECTURE_KEY, model_class
+from unet.describe import score_table
 from unet.hub import (
     BUNDLED_WEIGHTS,
     CARD_FILE,
@@ -34,8 +35,7 @@ from unet.hub import (
     is_repo_id,
     load_model,
 )
-from unet.metrics import score_table
-from unet.settings import SETTINGS_FILE, TTA_HELP
+from unet.settings import SETTINGS_FILE, TTA_HELP, recorded_tta
 from unet.train import FP32_VALUES
 
 # What a push uploads from a checkpoint folder, beside the generated README.md; never pickles such as resume state.
@@ -72,7 +72,7 @@ def build_model_card(
         notes: Markdown placed after the intended use: what the training data is, what the model can and cannot be
             expected to segment, the commands that rebuild it. A quoted paragraph (`> ...`) that opens it is the
             card's one-line summary and goes right under the title, where the demo reads it
-            (`unet.demo.card_summary`).
+            (`unet.describe.card_summary`).
         license: The weights' licence, a Hub licence id: "mit" like the code, or the training data's where it
             binds the weights (CamVid's "cc-by-nc-4.0").
 
@@ -199,11 +199,6 @@ def _training_section(folder: Path, training: dict | None) -> str:
     if (folder / "curves.png").is_file():
         lines.append("![Training curves: loss and validation scores per epoch](curves.png)")
     return "\n\n".join(lines)
-
-
-def recorded_tta(scores: dict) -> str:
-    """The test-time augmentation an eval.json records (`TTA_VIEWS`); those written before --tta have "flip": bool."""
-    return scores.get("tta", "flip" if scores.get("flip") else "none")
 
 
 def _evaluation_section(scores: dict | None) -> str:

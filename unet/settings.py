@@ -25,6 +25,11 @@ TTA_HELP = {
 }
 
 
+def recorded_tta(scores: dict) -> str:
+    """The test-time augmentation an eval.json records (`TTA_VIEWS`); those written before --tta have "flip": bool."""
+    return scores.get("tta", "flip" if scores.get("flip") else "none")
+
+
 @dataclass(frozen=True)
 class InferenceSettings:
     """How masks are made from a model's probabilities, by default and unless a command says otherwise.

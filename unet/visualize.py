@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from unet.preprocessing import IGNORE_INDEX
+from unet.labels import IGNORE_INDEX
 
 Color = tuple[int, int, int]
 
