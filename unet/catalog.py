@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("unet.catalog")
 
 BUNDLED_FOLDERS = (BUNDLED_WEIGHTS, BUNDLED_WEIGHTS.parent / "composites")
+MODELS_BUILT = "every model is built: requests are served"  # what `load_models` logs before the backend choice
 
 
 @dataclass
@@ -232,6 +233,7 @@ def load_models(models: Sequence[ServedModel], stop: threading.Event | None = No
             log.warning("%s cannot be served: %s", served.name, error)
             continue
         built.append(served)
+    log.info("%s", MODELS_BUILT)
     choose_backends(built, stop)
 
 

@@ -8,6 +8,7 @@ out its page from it while its models load (`unet.catalog`).
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import re
@@ -129,8 +130,10 @@ def _read_json(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     return content, None
 
 
+@functools.lru_cache(maxsize=32)
 def _card(info: WeightsInfo) -> ModelCard | None:
-    """The parsed model card, or None when there is none."""
+    """The parsed model card, or None when there is none; parsed once (its YAML takes ~0.1 s), as the page asks
+    for it again each time the model is chosen."""
     return ModelCard(info.card, ignore_metadata_errors=True) if info.card else None
 
 
