@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from app_helpers import ROOT, save_tiny_checkpoint
 from PIL import Image
 
 from unet import metrics
-from unet.demo import DISPLAY_MAX_SIDE, InputError, class_regions, scores_markdown, segment
+from unet.demo import DISPLAY_MAX_SIDE, InputError, class_regions, prune_downloads, scores_markdown, segment
 from unet.describe import (
     card_summary,
     class_colors_hex,
@@ -136,6 +138,23 @@ def test_picture_files_are_the_display_pictures_beside_the_downloads(predictor: 
             np.testing.assert_array_equal(np.asarray(picture), np.asarray(getattr(with_truth, name)))
     without_truth = segment(predictor, image, downloads=tmp_path).picture_files()
     assert without_truth["truth_overlay"] is None and without_truth["error_map"] is None
+
+
+def test_run_folders_are_pruned_by_age_then_by_size_at_most_once_a_while(tmp_path: Path) -> None:
+    now = time.time()
+    for name, age_s, size in [("old", 7200, 10), ("big-older", 60, 600), ("big-newer", 30, 600), ("new", 0, 10)]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "mask.png").write_bytes(b"x" * size)
+        os.utime(tmp_path / name, (now - age_s, now - age_s))
+    prune_downloads(tmp_path, max_age_s=3600, max_bytes=1000, every_s=0)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["big-newer", "new"]  # too old; then the oldest
+
+    (tmp_path / "old").mkdir()
+    os.utime(tmp_path / "old", (now - 7200, now - 7200))
+    prune_downloads(tmp_path, max_age_s=3600, every_s=60)  # looked over a moment ago: not again yet
+    assert (tmp_path / "old").is_dir()
+    prune_downloads(tmp_path, max_age_s=3600, every_s=0)
+    assert not (tmp_path / "old").exists()
 
 
 def test_a_gradio_file_payload_reads_like_its_path(predictor: Predictor, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ written for the person at the page (what is wrong, what to do); `app.py` shows i
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 import time
@@ -31,6 +32,8 @@ MAX_PIXELS = 4096 * 4096
 DISPLAY_MAX_SIDE = 1024  # pictures are drawn at most this large; the mask download keeps the upload's full size
 DOWNLOADS_MAX_AGE_S = 3600.0  # download files older than this are deleted (Gradio serves its own copies)
 DOWNLOADS_MAX_BYTES = 500 * 1024 * 1024  # and the oldest beyond this much in all
+DOWNLOADS_PRUNE_EVERY_S = 30.0  # how often the run folders are looked over for those to delete
+_last_pruned: dict[Path, float] = {}  # when each downloads folder was last looked over (time.monotonic)
 
 ImageInput = str | Path | Image.Image | Mapping[str, Any]
 
@@ -212,9 +215,19 @@ def class_regions(mask: np.ndarray, labels: ModelLabels, size: tuple[int, int]) 
     return [((shown == index).astype(np.float32), labels.class_names[index]) for index in order]
 
 
-def prune_downloads(folder: Path, max_age_s: float = DOWNLOADS_MAX_AGE_S, max_bytes: int = DOWNLOADS_MAX_BYTES) -> None:
+def prune_downloads(
+    folder: Path,
+    max_age_s: float = DOWNLOADS_MAX_AGE_S,
+    max_bytes: int = DOWNLOADS_MAX_BYTES,
+    every_s: float = DOWNLOADS_PRUNE_EVERY_S,
+) -> None:
     """Delete the run folders under `folder` older than `max_age_s`, then the oldest ones until the rest hold at
-    most `max_bytes`, so a long-running server does not fill its disk."""
+    most `max_bytes`, so a long-running server does not fill its disk. It walks every run folder, so it does so at
+    most once every `every_s` seconds a folder: a request then costs no more with thousands of folders kept."""
+    now = time.monotonic()
+    if now - _last_pruned.get(folder, -math.inf) < every_s:
+        return
+    _last_pruned[folder] = now
     if not folder.is_dir():
         return
     runs = []
