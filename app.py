@@ -285,8 +285,8 @@ def build_demo(models: Sequence[ServedModel], warning: str | None = None, downlo
     model's examples, the model panel and the API.
 
     Args:
-        models: The served models (`unet.catalog.load_catalog`).
-        warning: What did not load (`load_catalog`): shown as a banner when given.
+        models: The served models (`unet.catalog.describe_catalog`; they may still be loading).
+        warning: What was left out (`describe_catalog`): shown as a banner when given.
         downloads: The folder of the runs' files (`unet.demo.segment`; default one in the system's temporary folder).
     """
     first = models[0]

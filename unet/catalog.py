@@ -46,7 +46,7 @@ BUNDLED_FOLDERS = (BUNDLED_WEIGHTS, BUNDLED_WEIGHTS.parent / "composites")
 MODELS_BUILT = "every model is built: requests are served"  # what `load_models` logs before the backend choice
 
 
-@dataclass
+@dataclass(eq=False)  # one model is itself, whatever its state
 class ServedModel:
     """One model of the picker: its name (what the picker shows and `/segment`'s `model` input takes), where its
     weights came from, what its masks mean, its example (image, mask) pairs, and, once `load` has run, the predictor

@@ -233,7 +233,7 @@ def curves_file(info: WeightsInfo) -> Path | None:
 
 
 def warning_markdown(warning: str | None) -> str:
-    """The banner at the top of the page when some weights did not load (`unet.catalog.load_catalog`)."""
+    """The banner at the top of the page when some weights were left out (`unet.catalog.describe_catalog`)."""
     return "" if not warning else f"⚠️ **{warning}**"
 
 

@@ -9,10 +9,7 @@ importing PyTorch): the demo lays out its page, legends and examples from them w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from unet.architectures import Model
+from typing import Any, Protocol
 
 IGNORE_INDEX = 255  # mask value for pixels that count for no class (the Pascal VOC border convention)
 # The class each architecture calls background when its config names none (`unet.architectures`): the paper's
@@ -29,6 +26,15 @@ def default_class_names(num_labels: int, background_class: int | None) -> list[s
         if num_labels == 2:
             names[1 - background_class] = "foreground"
     return names
+
+
+class Labelled(Protocol):
+    """What every network of `unet.architectures` says of its masks."""
+
+    num_classes: int
+    class_names: list[str]
+    class_colors: list[tuple[int, int, int]] | None
+    background_class: int | None
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,7 @@ class ModelLabels:
         return 2 if self.is_binary else self.num_classes
 
     @classmethod
-    def of(cls, model: Model) -> ModelLabels:
+    def of(cls, model: Labelled) -> ModelLabels:
         """The labels of a built network."""
         colors = None if model.class_colors is None else tuple(tuple(color) for color in model.class_colors)
         return cls(model.num_classes, tuple(model.class_names), colors, model.background_class)
