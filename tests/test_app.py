@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -264,6 +265,15 @@ def test_a_request_that_comes_before_its_model_has_loaded_waits_for_it(
             np.testing.assert_array_equal(np.asarray(mask_file), segment(predictor, EXAMPLE_IMAGE).mask)
     finally:
         blocks.close()
+
+
+def test_a_server_that_stops_while_its_models_load_leaves_no_request_waiting(weights: Path) -> None:
+    models, _ = describe_catalog([str(weights)], bundled=())
+    stop = threading.Event()
+    stop.set()
+    load_models(models, stop)
+    with pytest.raises(WeightsError, match="could not be loaded: the server is stopping"):
+        models[0].predictor  # noqa: B018 (the property waits for the model)
 
 
 def test_a_model_that_does_not_build_tells_its_visitors_and_the_others_serve(weights: Path, tmp_path: Path) -> None:

@@ -93,7 +93,17 @@ class ServedModel:
         except WeightsError as error:
             self._failure = str(error)
             raise
+        except Exception as error:  # whoever waits must still hear of it
+            self._failure = f"{type(error).__name__}: {error}"
+            raise
         finally:
+            self._loaded.set()
+
+    def give_up(self, reason: str) -> None:
+        """Tell whoever waits for the predictor, and asks later, that the model will not be loaded, and why (a
+        model already loaded stays served)."""
+        if not self._loaded.is_set():
+            self._failure = reason
             self._loaded.set()
 
     @property
@@ -222,17 +232,22 @@ def _read_labels(info: WeightsInfo) -> ModelLabels:
 def load_models(models: Sequence[ServedModel], stop: threading.Event | None = None) -> None:
     """Build every model's network, then choose how each runs (`choose_backends`): what a server runs beside
     serving once its page answers. A model that does not build is logged; a request for it gets the reason. Once
-    `stop` is set, it returns after the model it is building (or within a forward pass of the choice)."""
+    `stop` is set, it returns after the model it is building (or within a forward pass of the choice); requests for
+    the models it did not build are then answered that the server is stopping, never left waiting."""
     built = []
-    for served in models:
-        if stop is not None and stop.is_set():
-            return
-        try:
-            served.load()
-        except WeightsError as error:
-            log.warning("%s cannot be served: %s", served.name, error)
-            continue
-        built.append(served)
+    try:
+        for served in models:
+            if stop is not None and stop.is_set():
+                return
+            try:
+                served.load()
+            except WeightsError as error:
+                log.warning("%s cannot be served: %s", served.name, error)
+                continue
+            built.append(served)
+    finally:
+        for served in models:
+            served.give_up("the server is stopping")
     log.info("%s", MODELS_BUILT)
     choose_backends(built, stop)
 
