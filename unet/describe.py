@@ -23,8 +23,6 @@ from unet.settings import TTA_HELP, recorded_tta
 from unet.visualize import color_table, error_legend
 
 EXAMPLE_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
-
-
 _SWATCH = (
     '<span style="display:inline-block;width:0.9em;height:0.9em;background:{};border:1px solid #444;'
     'vertical-align:middle;margin:0 0.3em 0 0.8em"></span>{}'
@@ -53,8 +51,6 @@ def card_summary(card: str | None) -> str | None:
 
 
 _URL = re.compile(r"https?://[^\s'\"`<>)]+")
-
-
 _PATH = re.compile(r"(?<![\w.~/])/(?:[^\s/'\"`():,;]+/)*[^\s/'\"`():,;]*")
 
 
