@@ -172,9 +172,7 @@ def describe_catalog(
         WeightsError: In strict mode, the first source that fails; else when no source is left.
     """
     served, failures = _describe(extra, strict, examples_root, bundled, timeout_s)
-    if not served:
-        raise WeightsError("no model could be loaded: " + "; ".join(failures))
-    return served, _warning(failures)
+    return _served(served, failures)
 
 
 def _describe(
@@ -192,8 +190,7 @@ def _describe(
         except WeightsError as error:
             if strict:
                 raise
-            log.warning("Leaving %s out of the demo: %s", source, error)
-            failures.append(visitor_text(str(error)).rstrip("."))
+            failures.append(_left_out(source, error))
             continue
         if info.repo_id is not None and info.revision != info.commit:
             log.warning("%s is not pinned: pin commit %s (%s@%s) to serve the same weights tomorrow",
@@ -210,11 +207,23 @@ def _describe(
     return served, failures
 
 
-def _warning(failures: list[str]) -> str | None:
-    """The page's banner for the sources left out, or None when none was."""
+def _left_out(source: str, error: WeightsError) -> str:
+    """Log why `source` is left out of the demo; what went wrong, for visitors (no server path or address)."""
+    log.warning("Leaving %s out of the demo: %s", source, error)
+    return visitor_text(str(error)).rstrip(".")
+
+
+def _served(served: list[ServedModel], failures: list[str]) -> tuple[list[ServedModel], str | None]:
+    """The models and the page's banner for the sources left out (None when none was).
+
+    Raises:
+        WeightsError: When no model is left.
+    """
+    if not served:
+        raise WeightsError("no model could be loaded: " + "; ".join(failures))
     if not failures:
-        return None
-    return "Not every model loaded, so the picker lists only the others. " + ". ".join(failures) + "."
+        return served, None
+    return served, "Not every model loaded, so the picker lists only the others. " + ". ".join(failures) + "."
 
 
 def _read_labels(info: WeightsInfo) -> ModelLabels:
@@ -274,13 +283,10 @@ def load_catalog(
         except WeightsError as error:
             if strict:
                 raise
-            log.warning("Leaving %s out of the demo: %s", model.info.source, error)
-            failures.append(visitor_text(str(error)).rstrip("."))
+            failures.append(_left_out(model.info.source, error))
             continue
         served.append(model)
-    if not served:
-        raise WeightsError("no model could be loaded: " + "; ".join(failures))
-    return served, _warning(failures)
+    return _served(served, failures)
 
 
 def choose_backends(models: Sequence[ServedModel], stop: threading.Event | None = None) -> None:
