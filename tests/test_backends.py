@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 import torch
 from app_helpers import EXAMPLE_IMAGE, EXAMPLE_MASK
 
+import unet.backends
 from unet.backends import EAGER, MIN_AGREEMENT, OnnxForward, Stopped, candidates, choose_forward
 from unet.catalog import choose_backends, load_catalog
 from unet.model import UNet
@@ -69,16 +71,26 @@ def test_a_stop_gives_the_choice_up(model: UNet) -> None:
         choose_forward(model, images(), {EAGER: model}, stop=stop)
 
 
-def test_each_served_model_with_examples_gets_its_choice_and_the_same_masks(model: UNet, tmp_path: Path) -> None:
+def test_each_served_model_with_examples_gets_its_choice_and_the_same_masks(
+    model: UNet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     model.save_pretrained(tmp_path / "plain")
     composites = Path(__file__).resolve().parent.parent / "checkpoints" / "composites"
     (with_examples, without), _ = load_catalog([str(tmp_path / "plain")], bundled=[composites])
     with_examples.examples = [(EXAMPLE_IMAGE, EXAMPLE_MASK)]
     eager = without.predictor.forward
     before = with_examples.predictor.predict(EXAMPLE_IMAGE).mask
+    returned = []  # whether the choice was made when freed memory was given back (each export gives it back too)
 
-    choose_backends([with_examples, without])
+    def return_freed_memory() -> None:
+        returned.append(any(" runs in " in record.getMessage() for record in caplog.records))
 
+    monkeypatch.setattr(unet.backends, "return_freed_memory", return_freed_memory)
+
+    with caplog.at_level(logging.INFO, logger="unet"):
+        choose_backends([with_examples, without])
+
+    assert returned[-1]  # last, once the choice is made
     assert without.predictor.forward is eager  # nothing to check another way on: eager
     after = with_examples.predictor.predict(EXAMPLE_IMAGE).mask
     assert np.mean(after == before) > 0.99

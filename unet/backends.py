@@ -54,9 +54,10 @@ class Bf16Forward:
             return self.model(batch).float()
 
 
-def _return_freed_memory() -> None:
-    """Give the memory an export freed back to the system (about 70 MB for the street-scene model), which glibc's
-    allocator would otherwise keep for the process; elsewhere nothing happens."""
+def return_freed_memory() -> None:
+    """Give the memory the process has freed back to the system, which glibc's allocator would otherwise keep: an
+    export's (about 70 MB for the street-scene model), and the forward passes' of choosing among the ways (about
+    250 MB of a serving demo's peak, `benchmarks.app_latency`); elsewhere (not glibc) nothing happens."""
     with contextlib.suppress(OSError, AttributeError):  # not glibc
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
@@ -81,7 +82,7 @@ class OnnxForward:
         with tempfile.TemporaryDirectory(prefix="unet-onnx-") as folder:  # the session keeps the graph in memory
             path = export_onnx(model, Path(folder) / "model.onnx")
             self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        _return_freed_memory()
+        return_freed_memory()
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         try:

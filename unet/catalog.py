@@ -296,7 +296,7 @@ def choose_backends(models: Sequence[ServedModel], stop: threading.Event | None 
     Once `stop` is set, it returns within a forward pass or an export.
     """
     # Here, not at the top: the page is laid out without PyTorch.
-    from unet.backends import Stopped, choose_forward
+    from unet.backends import Stopped, choose_forward, return_freed_memory
     from unet.preprocessing import image_to_tensor, load_image, resize_for_model
 
     for served in models:
@@ -311,4 +311,6 @@ def choose_backends(models: Sequence[ServedModel], stop: threading.Event | None 
             return
         served.predictor.forward = choice.forward
         log.info("%s runs in %s", served.name, choice.describe())
+        del images, choice  # and with them the ways not chosen
+    return_freed_memory()  # what the choice's forward passes allocated: without it, a quarter of the peak
     log.info("every model's way to run is chosen")
