@@ -32,6 +32,10 @@ def _blend(base: float, color: tuple[int, int, int], alpha: float) -> tuple[int,
     return tuple(round((1 - alpha) * base + alpha * c) for c in color)
 
 
+def _blend_down(base: float, color: tuple[int, int, int], alpha: float) -> tuple[int, ...]:
+    return tuple(int(base + alpha * (c - base)) for c in color)  # as PIL's Image.blend (the overlay's): rounded down
+
+
 def _has_color(image: Image.Image, color: tuple[int, int, int], tolerance: int = 12) -> bool:
     pixels = np.asarray(image, dtype=np.int16)
     return bool((np.abs(pixels - np.array(color)).max(axis=-1) <= tolerance).any())
@@ -55,7 +59,7 @@ def test_overlay_blends_foreground_and_outlines_it() -> None:
     mask[2:6, 2:6] = 1
     pixels = np.asarray(overlay(_grey(8, 8), mask, alpha=0.5))
     assert tuple(pixels[0, 0]) == (100, 100, 100)  # background untouched
-    assert tuple(pixels[3, 3]) == _blend(100, PALETTE[1], 0.5)  # inside the square
+    assert tuple(pixels[3, 3]) == _blend_down(100, PALETTE[1], 0.5)  # inside the square
     assert tuple(pixels[2, 2]) == PALETTE[1] and tuple(pixels[5, 4]) == PALETTE[1]  # its edge at full colour
     assert tuple(pixels[1, 2]) == (100, 100, 100)  # the outline stays inside the region
 
