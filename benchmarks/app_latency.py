@@ -7,9 +7,11 @@ bundled CamVid example
 pictures, PNG files and download of the results, as a client sees them. It does so with the demo's defaults, without
 test-time augmentation, and without it and with every region kept (least region confidence 0), calls of the three
 alternating. First, in the same run, it times the same calls to an echo app with the same inputs and outputs and no
-model (`benchmarks.echo_app`), and prints the demo's time over that floor. Last, it sends a phone-sized photo (a
+model (`benchmarks.echo_app`), and prints the demo's time over that floor. Then it sends a phone-sized photo (a
 4032x3024 JPEG of the same example) `--photo-calls` times and prints the median and the server's peak
-resident memory.
+resident memory. Last, with the servers stopped, it times the default model's forward pass on the same image in
+this process, the way the server chose to run it, and prints what each setting's median spends beyond the floor and
+that forward pass: the serving path's own cost.
 """
 
 from __future__ import annotations
@@ -96,6 +98,21 @@ def example_photo(path: Path, size: tuple[int, int]) -> Path:
     return path
 
 
+def forward_ms(image: Path, way: str, weights: str | None) -> float:
+    """The median milliseconds of the default model's forward pass on `image` as the server feeds it (shrunk to its
+    `max_side`), run `way` (a name of `unet.backends.candidates`, as the server logged its choice)."""
+    from unet.backends import candidates, choose_forward
+    from unet.catalog import describe_catalog, requested_sources
+    from unet.preprocessing import image_to_tensor, load_image, resize_for_model
+
+    served = describe_catalog(requested_sources([weights] if weights else None))[0][0]
+    served.load()
+    predictor = served.predictor
+    tensor = image_to_tensor(resize_for_model(load_image(image), predictor.max_side))
+    ways = candidates(predictor.model)
+    return choose_forward(predictor.model, [tensor], {way: ways[way]}, runs=15).milliseconds[way]
+
+
 def wait_until_up(url: str, server: subprocess.Popen, log: Path, timeout_s: float) -> float:
     """Seconds until `url` answers; exits with the server's output when it stops or does not answer in time."""
     started = time.perf_counter()
@@ -131,6 +148,8 @@ def main() -> None:
         photo_mb = photo.stat().st_size / 1e6
         floor_startup, floor, _ = time_server(echo, {"echo": {}}, image, args, Path(folder) / "echo.log")
         startup, times, served = time_server(demo, SETTINGS, image, args, Path(folder) / "app.log", photo)
+        way = served["runs"][0].split(" runs in ", 1)[1].split(",", 1)[0]  # the default model's, as the server chose
+        forward = forward_ms(image, way, args.weights)
 
     print(f"date {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, weights: {args.weights or 'default'}")
     print(f"start-up until the server answers: {startup:.1f} s (the echo app: {floor_startup:.1f} s)")
@@ -143,8 +162,10 @@ def main() -> None:
         median = statistics.median(seconds) * 1000
         print(
             f"  {name}: median {median:.0f} ms over {len(seconds)} calls (min {min(seconds) * 1000:.0f}, max "
-            f"{max(seconds) * 1000:.0f}), {median - echo_ms:+.0f} ms over the floor, {median / echo_ms:.1f}x it"
+            f"{max(seconds) * 1000:.0f}), {median - echo_ms:+.0f} ms over the floor, {median / echo_ms:.1f}x it; "
+            f"{median - echo_ms - forward:+.0f} ms over the floor and the forward pass"
         )
+    print(f"  (the forward pass alone, {way}, as the server runs it: median {forward:.0f} ms, in this process)")
     width, height = PHOTO_SIZE
     print(
         f"/segment with a {width}x{height} JPEG photo ({photo_mb:.1f} MB): median "
