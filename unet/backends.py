@@ -56,8 +56,8 @@ class Bf16Forward:
 
 def return_freed_memory() -> None:
     """Give the memory the process has freed back to the system, which glibc's allocator would otherwise keep: an
-    export's (about 70 MB for the street-scene model), and the forward passes' of choosing among the ways (about
-    250 MB of a serving demo's peak, `benchmarks.app_latency`); elsewhere (not glibc) nothing happens."""
+    export's (about 70 MB for the street-scene model), and the forward passes' of choosing among the ways (100-300 MB
+    of a serving demo's peak of 1.4 GB, `benchmarks.app_latency`); elsewhere (not glibc) nothing happens."""
     with contextlib.suppress(OSError, AttributeError):  # not glibc
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
