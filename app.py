@@ -319,7 +319,7 @@ def build_demo(models: Sequence[ServedModel], warning: str | None = None, downlo
                     elem_id="image",
                 )
                 ground_truth = gr.Image(
-                    label="Ground-truth mask (optional), to see IoU, Dice and errors: PNG of class indices, or 0/255",
+                    label="Ground-truth mask (optional): PNG of class indices",  # one line: two cover the drop text
                     sources=["upload", "clipboard"],
                     type="filepath",
                     format="png",
