@@ -4,8 +4,10 @@ Prints the machine's measured fp32 matmul peak, the model's GFLOPs per image, th
 latency (preprocessing, forward, resizing back, mask) at several input sizes with the GFLOP/s it achieves, and the
 forward pass of the shipped model against the classic U-Net (base width 64, 31M parameters) at 1x3x256x256, and the
 forward pass at 512x512 in each way this machine can run it (eager fp32 in the contiguous and the channels-last
-layout, bf16 autocast, onnxruntime) with the share of the matmul peak and how well its masks agree with eager fp32's
-on the bundled examples (mean IoU of the two masks). Medians of repeated runs: machines here are shared and noisy.
+layout, bf16 autocast, onnxruntime in fp32 and quantized to int8) with the share of the matmul peak and how well its
+masks agree with eager fp32's on the bundled examples (mean IoU of the two masks). int8 is measured here only: the
+demo does not weigh it, as its masks disagree (docs/benchmarks.md). Medians of repeated runs: machines here are
+shared and noisy.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -60,6 +63,45 @@ def forward_seconds(model: torch.nn.Module, size: int, repeats: int) -> float:
     return median_seconds(lambda: model(x), repeats)
 
 
+def onnx_int8(model: torch.nn.Module, calibration: list[torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The model exported to ONNX and quantized to int8 by onnxruntime: static quantization, weights per channel,
+    activations calibrated (entropy) on the images of `calibration` that have the first one's size (the calibrator
+    stacks them), the first and the last convolution left in fp32 (quantizing
+    them as well made the masks much worse in a trial on 2026-12-02)."""
+    import onnx
+    import onnxruntime
+    from onnxruntime import quantization
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from unet.export import export_onnx
+
+    same_size = [image for image in calibration if image.shape == calibration[0].shape]
+    batches = iter([{"image": image[None].numpy()} for image in same_size])
+
+    class Calibration(quantization.CalibrationDataReader):
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(batches, None)
+
+    with tempfile.TemporaryDirectory(prefix="unet-int8-") as folder:
+        exported, prepared, quantized = (Path(folder) / name for name in ("fp32.onnx", "prepared.onnx", "int8.onnx"))
+        export_onnx(model, exported)
+        quant_pre_process(str(exported), str(prepared), skip_symbolic_shape=True)
+        convolutions = [node.name for node in onnx.load(str(prepared)).graph.node if node.op_type == "Conv"]
+        quantization.quantize_static(
+            str(prepared),
+            str(quantized),
+            Calibration(),
+            quant_format=quantization.QuantFormat.QDQ,
+            activation_type=quantization.QuantType.QUInt8,
+            weight_type=quantization.QuantType.QInt8,
+            per_channel=True,
+            calibrate_method=quantization.CalibrationMethod.Entropy,
+            nodes_to_exclude=[convolutions[0], convolutions[-1]],
+        )
+        session = onnxruntime.InferenceSession(str(quantized), providers=["CPUExecutionProvider"])
+    return lambda batch: torch.from_numpy(session.run(["logits"], {"image": batch.contiguous().numpy()})[0])
+
+
 def backends(model: torch.nn.Module, peak: float, repeats: int, size: int = 512) -> None:
     """Time the forward pass in each way (`unet.backends`, with bf16 autocast and the channels-last layout even where
     they would not be served) on the bundled examples at serving size, and compare each way's masks with eager
@@ -72,6 +114,7 @@ def backends(model: torch.nn.Module, peak: float, repeats: int, size: int = 512)
     inputs = [image_to_tensor(resize_for_model(load_image(path), size)) for path in examples]
     ways = candidates(model, bf16=True)
     ways["channels-last fp32"] = lambda x: model.to(memory_format=torch.channels_last)(x)
+    ways["onnxruntime int8"] = onnx_int8(model, inputs)
     choice = choose_forward(model, inputs, ways, runs=repeats)
     height, width = inputs[0].shape[-2:]
     gflop = forward_gflops(model, height, width)
