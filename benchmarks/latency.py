@@ -65,9 +65,9 @@ def forward_seconds(model: torch.nn.Module, size: int, repeats: int) -> float:
 
 def onnx_int8(model: torch.nn.Module, calibration: list[torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
     """The model exported to ONNX and quantized to int8 by onnxruntime: static quantization, weights per channel,
-    activations calibrated (entropy) on the images of `calibration` that have the first one's size (the calibrator
-    stacks them), the first and the last convolution left in fp32 (quantizing
-    them as well made the masks much worse in a trial on 2026-12-02)."""
+    activations calibrated (entropy) on the images of `calibration` of the first one's size (the calibrator stacks
+    them: the eight CamVid examples), the first and the last convolution left in fp32 (quantizing them too made the
+    masks worse still in a trial on 2026-12-02)."""
     import onnx
     import onnxruntime
     from onnxruntime import quantization
